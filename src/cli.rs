@@ -1,0 +1,131 @@
+//! Command-line interface: clap derive, doc comments as help. The only
+//! place that writes to the terminal.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use nestlab::parse::{load_profile_arg, SHIPPED};
+use nestlab::render::{self, Accel, BootSpec};
+use nestlab::resolve;
+
+/// Exit code: success (all checks passed, or the command did what was asked).
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a check failed.
+pub const EXIT_FAIL: u8 = 1;
+/// Exit code: invalid input (a profile, a capture file, an argument).
+pub const EXIT_INVALID: u8 = 2;
+/// Exit code: infrastructure (libvirt unreachable, boot failed, timeout).
+pub const EXIT_INFRA: u8 = 3;
+
+/// nestlab: declarative NUMA / PCIe / IOMMU virtual hosts on libvirt,
+/// booted and verified from the inside.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the libvirt domain XML of a profile.
+    Xml {
+        /// Profile: a path to a TOML file, or the name of a shipped profile.
+        profile: String,
+        /// kvm (type='kvm', host-passthrough) or tcg (type='qemu', maximum).
+        #[arg(long, default_value = "kvm")]
+        accel: Accel,
+        /// Kernel path to put in <os><kernel> (default: a placeholder).
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Initramfs path to put in <os><initrd> (default: a placeholder).
+        #[arg(long)]
+        initrd: Option<String>,
+    },
+    /// Check profiles; print nothing but errors.
+    Validate {
+        /// Profiles: paths or shipped names.
+        #[arg(required = true)]
+        profiles: Vec<String>,
+    },
+    /// List the shipped profiles.
+    Profiles,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Xml { profile, accel, kernel, initrd } => cmd_xml(&profile, accel, kernel, initrd),
+        Command::Validate { profiles } => cmd_validate(&profiles),
+        Command::Profiles => cmd_profiles(),
+    };
+    ExitCode::from(code)
+}
+
+/// Prints an error with its whole source chain, once.
+fn print_error(err: &dyn std::error::Error) {
+    let mut msg = format!("error: {err}");
+    let mut source = err.source();
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    eprintln!("{msg}");
+}
+
+fn cmd_xml(profile: &str, accel: Accel, kernel: Option<String>, initrd: Option<String>) -> u8 {
+    let p = match load_profile_arg(profile) {
+        Ok(p) => p,
+        Err(e) => {
+            print_error(&e);
+            return EXIT_INVALID;
+        }
+    };
+    let t = match resolve::resolve(&p) {
+        Ok(t) => t,
+        Err(e) => {
+            print_error(&e);
+            return EXIT_INVALID;
+        }
+    };
+    let mut boot = BootSpec::placeholder();
+    if let Some(k) = kernel {
+        boot.kernel = k;
+    }
+    if let Some(i) = initrd {
+        boot.initrd = i;
+    }
+    match render::render(&t, accel, &boot).to_xml() {
+        Ok(xml) => {
+            let _ = std::io::stdout().write_all(xml.as_bytes());
+            EXIT_OK
+        }
+        Err(e) => {
+            print_error(&e);
+            EXIT_INVALID
+        }
+    }
+}
+
+fn cmd_validate(profiles: &[String]) -> u8 {
+    let mut code = EXIT_OK;
+    for p in profiles {
+        if let Err(e) = load_profile_arg(p).map_err(|e| e.to_string()).and_then(|p| resolve::resolve(&p).map_err(|e| e.to_string())) {
+            eprintln!("error: {e}");
+            code = EXIT_INVALID;
+        }
+    }
+    code
+}
+
+fn cmd_profiles() -> u8 {
+    for (name, text) in SHIPPED {
+        let desc = load_profile_arg(name).ok().and_then(|p| p.description).unwrap_or_default();
+        let _ = text;
+        println!("{name:<12} {desc}");
+    }
+    EXIT_OK
+}

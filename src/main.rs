@@ -1,0 +1,6 @@
+//! The `nestlab` command. All of it lives in [`cli`]; this only runs it.
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

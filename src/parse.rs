@@ -1,0 +1,214 @@
+//! Parse stage: profile text (TOML) -> wire structs -> validated profile.
+//!
+//! Errors name the field by its path (`node[1].cpus`) and, for syntax and
+//! type errors, the line and column.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::profile::ProfileFile;
+use crate::validate::{self, Profile, ValidationErrors};
+
+/// Profiles larger than this are refused before parsing (a profile is a few
+/// hundred bytes; a huge file is a mistake, not a topology).
+pub const MAX_PROFILE_BYTES: u64 = 256 * 1024;
+
+/// The profiles shipped with nestlab, embedded in the binary: (name, TOML).
+pub const SHIPPED: &[(&str, &str)] = &[
+    ("reference", include_str!("../profiles/reference.toml")),
+    ("minimal", include_str!("../profiles/minimal.toml")),
+    ("two-socket", include_str!("../profiles/two-socket.toml")),
+    ("sriov", include_str!("../profiles/sriov.toml")),
+    ("large", include_str!("../profiles/large.toml")),
+];
+
+/// A syntax or type error in the TOML, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// Where the text came from (file path or profile name).
+    pub origin: String,
+    /// Dotted path of the field (`node[1].cpus`), when known.
+    pub field: Option<String>,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.origin)?;
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, ":{l}:{c}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+/// Why a profile could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The file could not be read.
+    #[error("cannot read profile {path}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The argument is neither a file nor a shipped profile.
+    #[error("no profile '{0}': not a file, and not a shipped profile (see `nestlab profiles`)")]
+    NotFound(String),
+    /// The file is too large to be a profile.
+    #[error("{path}: {size} bytes is too large for a profile (limit {MAX_PROFILE_BYTES} bytes)")]
+    TooLarge {
+        /// The path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+    /// Not valid UTF-8.
+    #[error("{0}: not UTF-8 text")]
+    NotText(String),
+    /// TOML syntax or a field of the wrong type or name.
+    #[error("{0}")]
+    Syntax(SyntaxError),
+    /// Semantically invalid.
+    #[error("{origin}: {errors}")]
+    Invalid {
+        /// Where the text came from.
+        origin: String,
+        /// Every problem found.
+        errors: ValidationErrors,
+    },
+}
+
+/// Parses profile text into wire structs. `origin` names the source in errors.
+///
+/// # Errors
+/// [`ProfileError::Syntax`] for TOML syntax errors, unknown fields and wrong types.
+pub fn parse_str(text: &str, origin: &str) -> Result<ProfileFile, ProfileError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize::<_, ProfileFile>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, column) = match inner.span() {
+            Some(span) => {
+                let (l, c) = line_col(text, span.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        let field = if path.is_empty() || path == "." { None } else { Some(path) };
+        ProfileError::Syntax(SyntaxError {
+            origin: origin.to_string(),
+            field,
+            line,
+            column,
+            message: inner.message().trim().to_string(),
+        })
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut line = 1;
+    let mut col = 1;
+    for (i, ch) in text.char_indices() {
+        if i >= offset {
+            break;
+        }
+        if ch == '\n' {
+            line += 1;
+            col = 1;
+        } else {
+            col += 1;
+        }
+    }
+    (line, col)
+}
+
+/// Parses and validates profile text.
+///
+/// # Errors
+/// [`ProfileError::Syntax`] or [`ProfileError::Invalid`].
+pub fn load_profile_str(text: &str, origin: &str) -> Result<Profile, ProfileError> {
+    let file = parse_str(text, origin)?;
+    validate::validate(&file, text).map_err(|errors| ProfileError::Invalid { origin: origin.to_string(), errors })
+}
+
+/// Reads, parses and validates a profile file.
+///
+/// # Errors
+/// Any [`ProfileError`].
+pub fn load_profile_file(path: &Path) -> Result<Profile, ProfileError> {
+    let read_err = |source| ProfileError::Read { path: path.to_path_buf(), source };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if meta.is_dir() {
+        return Err(read_err(std::io::Error::other("is a directory")));
+    }
+    if meta.len() > MAX_PROFILE_BYTES {
+        return Err(ProfileError::TooLarge { path: path.to_path_buf(), size: meta.len() });
+    }
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    let text = String::from_utf8(bytes).map_err(|_| ProfileError::NotText(path.display().to_string()))?;
+    load_profile_str(&text, &path.display().to_string())
+}
+
+/// Loads a profile named on the command line: a path to a file when one
+/// exists (or the argument looks like a path), else a shipped profile name.
+///
+/// # Errors
+/// [`ProfileError::NotFound`] when it is neither, or any load error.
+pub fn load_profile_arg(arg: &str) -> Result<Profile, ProfileError> {
+    let path = Path::new(arg);
+    if path.exists() || arg.contains('/') || arg.ends_with(".toml") {
+        return load_profile_file(path);
+    }
+    match SHIPPED.iter().find(|(name, _)| *name == arg) {
+        Some((name, text)) => load_profile_str(text, &format!("profiles/{name}.toml")),
+        None => Err(ProfileError::NotFound(arg.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_profiles_load() {
+        for (name, text) in SHIPPED {
+            let p = load_profile_str(text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(&p.name, name);
+        }
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let e = parse_str("name = \"x\"\nvcpus = = 2\n", "t.toml").unwrap_err();
+        let ProfileError::Syntax(s) = e else { panic!("{e:?}") };
+        assert_eq!(s.line, Some(2));
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e = parse_str("name = \"x\"\nvcpus = 2\n[[node]]\ncpus = \"0-1\"\nmemory = \"1 GiB\"\ncpu = 3\n", "t").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("node[0]"), "{msg}");
+        assert!(msg.contains("unknown field `cpu`"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_field() {
+        let e = parse_str("name = \"x\"\nvcpus = \"two\"\n", "t").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("vcpus"), "{msg}");
+        assert!(msg.contains(":2:"), "{msg}");
+    }
+}

@@ -1,0 +1,142 @@
+//! The profile file format (TOML), as written by users.
+//!
+//! These are wire structs: they mirror the file exactly, reject unknown
+//! fields by name, and carry no meaning beyond their shape. The doc comment
+//! on every field is the user reference (the README repeats it). Semantic
+//! checks live in [`crate::validate`], which turns these into a
+//! [`crate::validate::Profile`].
+//!
+//! Sizes and cpusets are kept as strings here so that a malformed one is
+//! reported by validation with the field's name, not as a serde type error.
+
+use serde::{Deserialize, Serialize};
+
+/// A whole profile file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    /// Profile name: `[a-z0-9][a-z0-9-]*`, at most 40 characters. Used in
+    /// domain names (`nestlab-<name>-<id>`) and MAC derivation.
+    pub name: String,
+    /// Free text shown by `nestlab profiles`.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Number of vCPUs (1..=255). Every vCPU must belong to exactly one node.
+    pub vcpus: u32,
+    /// Total guest memory (`"8000 MiB"`). Optional; when given it must equal
+    /// the sum of the nodes' memory.
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// NUMA cells, ids 0.. in file order. At least one is required.
+    #[serde(default)]
+    pub node: Vec<NodeFile>,
+    /// The virtual IOMMU. Absent = no IOMMU.
+    #[serde(default)]
+    pub iommu: Option<IommuFile>,
+    /// PCIe expander buses (QEMU pxb-pcie), each attached to a NUMA node.
+    /// Optional: a NIC on a node without one gets one.
+    #[serde(default)]
+    pub expander: Vec<ExpanderFile>,
+    /// Emulated NICs. Instances get ids nic0, nic1, ... in file order.
+    #[serde(default)]
+    pub nic: Vec<NicFile>,
+    /// Guest (kernel) options.
+    #[serde(default)]
+    pub guest: Option<GuestFile>,
+    /// Devices to assign to a nested guest started inside the virtual host.
+    #[serde(default)]
+    pub nested: Option<NestedFile>,
+}
+
+/// One NUMA cell (`[[node]]`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// Optional explicit id; must equal the node's position (0, 1, ...).
+    #[serde(default)]
+    pub id: Option<u32>,
+    /// vCPUs of this node in cpuset syntax: `"0-3"`, `"0,2,4-5"`.
+    pub cpus: String,
+    /// Memory of this node: an integer and KiB, MiB or GiB (`"4096000 KiB"`).
+    pub memory: String,
+    /// Optional row of the SLIT distance matrix, one entry per node: 10 on
+    /// the diagonal, 11..=255 elsewhere, symmetric. Given on one node means
+    /// given on all. Absent everywhere = QEMU's default (10 local, 20 remote).
+    #[serde(default)]
+    pub distances: Option<Vec<u32>>,
+}
+
+/// The `[iommu]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IommuFile {
+    /// IOMMU model; only `"intel"` (VT-d) is supported.
+    pub model: String,
+    /// Interrupt remapping (needs the split I/O APIC nestlab adds). Default true.
+    #[serde(default)]
+    pub intremap: Option<bool>,
+    /// Caching mode, needed for VFIO inside the guest. Default true.
+    #[serde(default)]
+    pub caching_mode: Option<bool>,
+    /// Extended interrupt mode (x2APIC); needs intremap. Default false.
+    #[serde(default)]
+    pub eim: Option<bool>,
+    /// Device IOTLB. Default false.
+    #[serde(default)]
+    pub iotlb: Option<bool>,
+}
+
+/// One PCIe expander bus (`[[expander]]`, libvirt `pcie-expander-bus`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpanderFile {
+    /// NUMA node the bus belongs to.
+    pub node: u32,
+    /// Bus number (`busNr`, 1..=254) the guest sees as its root bus. Optional:
+    /// auto-assigned to the lowest free range that leaves room for its root
+    /// ports. An expander with busNr N and k root ports needs N..=N+k.
+    #[serde(default)]
+    pub bus: Option<u32>,
+    /// Root ports on this expander (0..=32). Default: the number of devices
+    /// placed on it.
+    #[serde(default)]
+    pub root_ports: Option<u32>,
+}
+
+/// One NIC entry (`[[nic]]`), possibly several instances.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicFile {
+    /// `"e1000e"` (Intel 82574L), `"igb"` (Intel 82576, SR-IOV) or `"virtio"`.
+    pub model: String,
+    /// NUMA node; the NIC sits behind a root port of that node's expander.
+    /// Absent = behind a root port on pcie-root, no NUMA affinity.
+    #[serde(default)]
+    pub node: Option<u32>,
+    /// Number of instances (1..=32). Default 1.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// igb only: virtual functions to create in the guest (1..=7).
+    #[serde(default)]
+    pub vfs: Option<u32>,
+}
+
+/// The `[guest]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestFile {
+    /// Appended to the guest kernel command line (printable ASCII, no
+    /// quotes or backslashes, at most 1024 characters).
+    #[serde(default)]
+    pub cmdline_extra: Option<String>,
+}
+
+/// The `[nested]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NestedFile {
+    /// Devices to assign to the nested guest: NIC ids (`"nic8"`) or VFs
+    /// (`"nic9.vf0"`). Needs an `[iommu]`.
+    #[serde(default)]
+    pub assign: Vec<String>,
+}

@@ -1,0 +1,236 @@
+//! Render stage: [`Topology`] -> [`Domain`] (then XML via
+//! [`Domain::to_xml`]). Nothing here decides a number: every index, bus and
+//! address comes from the topology.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::domain::*;
+use crate::resolve::Topology;
+
+/// How the guest's CPUs are executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// Hardware virtualisation: `type='kvm'`, `host-passthrough`.
+    Kvm,
+    /// Software emulation: `type='qemu'`, `mode='maximum'` (the guest still
+    /// sees svm, so nested KVM works inside it).
+    Tcg,
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        })
+    }
+}
+
+impl FromStr for Accel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "kvm" => Ok(Accel::Kvm),
+            "tcg" => Ok(Accel::Tcg),
+            _ => Err(format!("unknown accelerator '{s}': use kvm or tcg")),
+        }
+    }
+}
+
+/// What the guest boots: direct kernel boot of the probe appliance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootSpec {
+    /// Kernel image path.
+    pub kernel: String,
+    /// Initramfs path.
+    pub initrd: String,
+    /// Kernel command line before nestlab's and the profile's additions.
+    pub cmdline: String,
+}
+
+impl BootSpec {
+    /// Fixed placeholder paths, for XML that is only looked at, snapshotted
+    /// or schema-checked (`nestlab xml` without an appliance).
+    pub fn placeholder() -> Self {
+        BootSpec {
+            kernel: "/var/cache/nestlab/appliance/KERNEL/vmlinuz".into(),
+            initrd: "/var/cache/nestlab/appliance/KERNEL/initrd.img".into(),
+            cmdline: "console=ttyS0".into(),
+        }
+    }
+}
+
+/// The guest kernel command line: the boot spec's, then `intel_iommu=on`
+/// when there is an IOMMU, then the profile's `cmdline_extra` (last, so it
+/// can override).
+pub fn cmdline(topology: &Topology, boot: &BootSpec) -> String {
+    let mut parts = vec![boot.cmdline.clone()];
+    if topology.profile.iommu.is_some() {
+        parts.push("intel_iommu=on".into());
+    }
+    if let Some(extra) = &topology.profile.cmdline_extra {
+        parts.push(extra.clone());
+    }
+    parts.retain(|p| !p.trim().is_empty());
+    parts.join(" ")
+}
+
+fn on_off(b: bool) -> String {
+    if b { "on" } else { "off" }.to_string()
+}
+
+/// Renders the domain model of a topology.
+pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
+    let p = &topology.profile;
+    let cells = p
+        .nodes
+        .iter()
+        .map(|n| Cell {
+            id: n.id.0,
+            cpus: n.cpus.to_string(),
+            memory: n.memory.kib(),
+            unit: "KiB".into(),
+            distances: n.distances.as_ref().map(|row| Distances {
+                siblings: row.iter().enumerate().map(|(j, &value)| Sibling { id: j as u32, value }).collect(),
+            }),
+        })
+        .collect();
+
+    let mut controllers = vec![
+        Controller { kind: "usb".into(), index: None, model: "none".into(), model_name: None, target: None, address: None },
+        Controller { kind: "pci".into(), index: Some(0), model: "pcie-root".into(), model_name: None, target: None, address: None },
+    ];
+    for x in &topology.expanders {
+        controllers.push(Controller {
+            kind: "pci".into(),
+            index: Some(x.index),
+            model: "pcie-expander-bus".into(),
+            model_name: Some(ModelName { name: "pxb-pcie".into() }),
+            target: Some(ControllerTarget { chassis: None, port: None, bus_nr: Some(x.bus.0.into()), node: Some(x.node.0) }),
+            address: Some(PciAddress::new(0, x.root_slot, 0)),
+        });
+    }
+    for r in &topology.root_ports {
+        controllers.push(Controller {
+            kind: "pci".into(),
+            index: Some(r.index),
+            model: "pcie-root-port".into(),
+            model_name: Some(ModelName { name: "pcie-root-port".into() }),
+            target: Some(ControllerTarget { chassis: Some(r.chassis), port: Some(format!("0x{:x}", r.port)), bus_nr: None, node: None }),
+            address: Some(PciAddress::new(r.parent_index, r.slot, 0)),
+        });
+    }
+    let interfaces = topology
+        .devices
+        .iter()
+        .map(|d| Interface {
+            kind: "user".into(),
+            mac: Mac { address: d.mac.to_string() },
+            model: InterfaceModel { kind: d.model.name().into() },
+            rom: Some(Rom { enabled: "no".into() }),
+            address: PciAddress::new(d.xml_bus, 0, 0),
+        })
+        .collect();
+
+    let intremap = p.iommu.is_some_and(|i| i.intremap);
+    let (kind, mode) = match accel {
+        Accel::Kvm => ("kvm", "host-passthrough"),
+        Accel::Tcg => ("qemu", "maximum"),
+    };
+    Domain {
+        kind: kind.into(),
+        name: format!("nestlab-{}", p.name),
+        metadata: Some(Metadata {
+            nestlab: NestlabMetadata {
+                xmlns: METADATA_NS.into(),
+                profile: p.name.clone(),
+                hash: p.content_hash.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                run: None,
+            },
+        }),
+        memory: Memory { unit: "KiB".into(), value: p.memory.kib() },
+        vcpu: Vcpu { placement: "static".into(), count: p.vcpus },
+        os: Os {
+            os_type: OsType { arch: "x86_64".into(), machine: "q35".into(), value: "hvm".into() },
+            kernel: boot.kernel.clone(),
+            initrd: boot.initrd.clone(),
+            cmdline: cmdline(topology, boot),
+        },
+        features: Features {
+            acpi: Some(Empty {}),
+            apic: Some(Empty {}),
+            ioapic: intremap.then(|| Ioapic { driver: "qemu".into() }),
+        },
+        cpu: Cpu { mode: mode.into(), check: "none".into(), numa: Numa { cells } },
+        clock: Clock { offset: "utc".into() },
+        on_poweroff: "destroy".into(),
+        on_reboot: "destroy".into(),
+        on_crash: "destroy".into(),
+        devices: Devices {
+            controllers,
+            interfaces,
+            serials: vec![Serial {
+                kind: "pty".into(),
+                target: SerialTarget { kind: "isa-serial".into(), port: 0, model: ModelName { name: "isa-serial".into() } },
+            }],
+            consoles: vec![Console { kind: "pty".into(), target: ConsoleTarget { kind: "serial".into(), port: 0 } }],
+            memballoon: Some(Memballoon { model: "none".into() }),
+            iommu: p.iommu.map(|i| Iommu {
+                model: "intel".into(),
+                driver: IommuDriver {
+                    intremap: on_off(i.intremap),
+                    caching_mode: on_off(i.caching_mode),
+                    eim: on_off(i.eim),
+                    iotlb: on_off(i.iotlb),
+                },
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain(name: &str, accel: Accel) -> Domain {
+        let p = crate::parse::load_profile_arg(name).unwrap();
+        let t = crate::resolve::resolve(&p).unwrap();
+        render(&t, accel, &BootSpec::placeholder())
+    }
+
+    #[test]
+    fn round_trip_every_shipped_profile() {
+        for (name, _) in crate::parse::SHIPPED {
+            for accel in [Accel::Kvm, Accel::Tcg] {
+                let d = domain(name, accel);
+                let xml = d.to_xml().unwrap();
+                let back = Domain::from_xml(&xml).unwrap_or_else(|e| panic!("{name}: {e:?}\n{xml}"));
+                assert_eq!(back, d, "{name} {accel}");
+            }
+        }
+    }
+
+    #[test]
+    fn deterministic() {
+        let a = domain("reference", Accel::Tcg).to_xml().unwrap();
+        let b = domain("reference", Accel::Tcg).to_xml().unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn iommu_brings_split_ioapic_and_cmdline() {
+        let d = domain("reference", Accel::Kvm);
+        assert_eq!(d.kind, "kvm");
+        assert_eq!(d.cpu.mode, "host-passthrough");
+        assert!(d.features.ioapic.is_some());
+        assert!(d.os.cmdline.contains("intel_iommu=on"));
+        let m = domain("minimal", Accel::Tcg);
+        assert_eq!(m.kind, "qemu");
+        assert_eq!(m.cpu.mode, "maximum");
+        assert!(m.features.ioapic.is_none());
+        assert!(!m.os.cmdline.contains("intel_iommu"));
+    }
+}

@@ -1,0 +1,295 @@
+//! Resolve stage: [`Profile`] -> [`Topology`], every number decided.
+//!
+//! The topology is the truth both the domain XML ([`crate::render`]) and the
+//! expected guest view ([`crate::expect`]) are derived from, so the two can
+//! never disagree. It fixes libvirt controller indexes, pcie-root slots,
+//! root-port chassis/port numbers, the XML address of every device, MACs,
+//! and the bus:slot.function at which the guest will see each device.
+//!
+//! Guest addressing (see host-notes.md): an expander with busNr N is root
+//! bus N in the guest; its k-th root port is N:k.0 and the device behind it
+//! sits at (N+1+k):00.0. Root ports on pcie-root take buses 1, 2, ... in
+//! slot order. igb VFs appear on the PF's bus at devfn 0x80 + 2*i.
+
+use sha2::{Digest, Sha256};
+
+use crate::types::{Bdf, BusNr, MacAddr, NodeId};
+use crate::validate::{NicModel, Profile};
+
+/// First pcie-root slot handed out (slot 0 is the host bridge).
+const FIRST_ROOT_SLOT: u8 = 1;
+
+/// Why a validated profile could not be resolved. Validation rules out every
+/// case a profile can cause; this is for a caller that builds a [`Profile`]
+/// by hand.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// Slots on pcie-root ran out.
+    #[error("pcie-root has no free slot for {0}")]
+    NoRootSlot(String),
+    /// A NIC index in an expander does not exist.
+    #[error("expander places nic index {0}, which does not exist")]
+    NoSuchNic(usize),
+}
+
+/// Everything about the virtual host, with every number decided.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Topology {
+    /// The validated profile this came from.
+    pub profile: Profile,
+    /// Expanders, in the profile's order.
+    pub expanders: Vec<ExpanderTopo>,
+    /// Root ports: those of each expander in order, then those on pcie-root.
+    pub root_ports: Vec<RootPort>,
+    /// NIC instances, nic0.. in order.
+    pub devices: Vec<Device>,
+}
+
+/// A placed expander (pxb-pcie).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExpanderTopo {
+    /// libvirt controller index.
+    pub index: u32,
+    /// NUMA node.
+    pub node: NodeId,
+    /// busNr, the guest's root bus for it.
+    pub bus: BusNr,
+    /// Its slot on pcie-root; the guest sees the pxb device at 00:slot.0.
+    pub root_slot: u8,
+    /// Indices into [`Topology::root_ports`].
+    pub root_ports: Vec<usize>,
+}
+
+impl ExpanderTopo {
+    /// Where the guest sees the pxb-pcie device itself, on bus 0.
+    pub fn guest_bdf(&self) -> Bdf {
+        Bdf::new(0, self.root_slot, 0)
+    }
+    /// The last bus number this expander's hierarchy uses.
+    pub fn last_bus(&self) -> BusNr {
+        BusNr(self.bus.0.saturating_add(self.root_ports.len() as u8))
+    }
+}
+
+/// A pcie-root-port controller.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RootPort {
+    /// libvirt controller index.
+    pub index: u32,
+    /// Index of the controller it plugs into (0 = pcie-root).
+    pub parent_index: u32,
+    /// Its slot on the parent bus.
+    pub slot: u8,
+    /// `<target chassis>`.
+    pub chassis: u32,
+    /// `<target port>`.
+    pub port: u32,
+    /// The expander it belongs to (index into [`Topology::expanders`]).
+    pub expander: Option<usize>,
+    /// NUMA node (its expander's), if any.
+    pub node: Option<NodeId>,
+    /// Where the guest sees the root port.
+    pub guest_bdf: Bdf,
+    /// The bus behind it.
+    pub secondary_bus: BusNr,
+    /// The device behind it (index into [`Topology::devices`]), if any.
+    pub device: Option<usize>,
+}
+
+/// A NIC instance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Device {
+    /// `nic0`, ...
+    pub id: String,
+    /// Model.
+    pub model: NicModel,
+    /// NUMA node, if any.
+    pub node: Option<NodeId>,
+    /// MAC address (locally administered, derived from profile name and id).
+    pub mac: MacAddr,
+    /// The root port it is behind (index into [`Topology::root_ports`]).
+    pub root_port: usize,
+    /// libvirt controller index of that root port (the XML address `bus`).
+    pub xml_bus: u32,
+    /// Where the guest sees it.
+    pub guest_bdf: Bdf,
+    /// Virtual functions the guest creates on it.
+    pub vfs: Vec<Vf>,
+}
+
+/// A virtual function the probe creates.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Vf {
+    /// `nic9.vf0`, ...
+    pub id: String,
+    /// Where the guest sees it.
+    pub guest_bdf: Bdf,
+}
+
+/// The guest address of VF `i` of a PF at `pf` (QEMU igb: first VF offset
+/// 0x80, stride 2).
+pub fn igb_vf_bdf(pf: Bdf, i: u32) -> Bdf {
+    let devfn = 0x80 + 2 * i;
+    Bdf { domain: pf.domain, bus: pf.bus, slot: (devfn >> 3) as u8, function: (devfn & 7) as u8 }
+}
+
+/// The MAC of a NIC: locally administered unicast, from sha256 of the
+/// profile name and the NIC id. Stable across runs and machines.
+pub fn derive_mac(profile: &str, nic_id: &str, salt: u32) -> MacAddr {
+    let h = Sha256::digest(format!("nestlab\0{profile}\0{nic_id}\0{salt}").as_bytes());
+    MacAddr([0x02, h[0], h[1], h[2], h[3], h[4]])
+}
+
+/// Resolves a validated profile into a topology.
+///
+/// # Errors
+/// Only for hand-built profiles that validation would have refused.
+pub fn resolve(profile: &Profile) -> Result<Topology, ResolveError> {
+    let mut next_index = 1u32;
+    let mut next_slot = FIRST_ROOT_SLOT;
+    let mut take_slot = |what: String| -> Result<u8, ResolveError> {
+        if next_slot > 30 {
+            return Err(ResolveError::NoRootSlot(what));
+        }
+        next_slot += 1;
+        Ok(next_slot - 1)
+    };
+
+    let mut expanders = Vec::new();
+    for x in &profile.expanders {
+        let index = next_index;
+        next_index += 1;
+        let root_slot = take_slot(format!("the expander on node {}", x.node))?;
+        expanders.push(ExpanderTopo { index, node: x.node, bus: BusNr(x.bus), root_slot, root_ports: vec![] });
+    }
+
+    let mut root_ports = Vec::new();
+    let mut device_port: Vec<Option<usize>> = vec![None; profile.nics.len()];
+    for (e, x) in profile.expanders.iter().enumerate() {
+        for k in 0..x.root_ports {
+            let index = next_index;
+            next_index += 1;
+            let device = x.nics.get(k as usize).copied();
+            if let Some(d) = device {
+                *device_port.get_mut(d).ok_or(ResolveError::NoSuchNic(d))? = Some(root_ports.len());
+            }
+            expanders[e].root_ports.push(root_ports.len());
+            root_ports.push(RootPort {
+                index,
+                parent_index: expanders[e].index,
+                slot: k as u8,
+                chassis: index,
+                port: k * 8,
+                expander: Some(e),
+                node: Some(x.node),
+                guest_bdf: Bdf::new(x.bus, k as u8, 0),
+                secondary_bus: BusNr(x.bus + 1 + k as u8),
+                device,
+            });
+        }
+    }
+    // NICs without a node: a root port each on pcie-root, buses 1, 2, ...
+    let mut root_bus = 1u8;
+    for (d, nic) in profile.nics.iter().enumerate() {
+        if nic.node.is_some() {
+            continue;
+        }
+        let index = next_index;
+        next_index += 1;
+        let slot = take_slot(format!("the root port of {}", nic.id))?;
+        device_port[d] = Some(root_ports.len());
+        root_ports.push(RootPort {
+            index,
+            parent_index: 0,
+            slot,
+            chassis: index,
+            port: u32::from(slot) * 8,
+            expander: None,
+            node: None,
+            guest_bdf: Bdf::new(0, slot, 0),
+            secondary_bus: BusNr(root_bus),
+            device: Some(d),
+        });
+        root_bus += 1;
+    }
+
+    let mut macs = Vec::new();
+    let mut devices = Vec::new();
+    for (d, nic) in profile.nics.iter().enumerate() {
+        let rp = device_port[d].ok_or(ResolveError::NoSuchNic(d))?;
+        let port = &root_ports[rp];
+        let guest_bdf = Bdf { domain: 0, bus: port.secondary_bus, slot: 0, function: 0 };
+        let mut salt = 0;
+        let mut mac = derive_mac(&profile.name, &nic.id, salt);
+        while macs.contains(&mac) {
+            salt += 1;
+            mac = derive_mac(&profile.name, &nic.id, salt);
+        }
+        macs.push(mac);
+        let vfs = (0..nic.vfs).map(|i| Vf { id: format!("{}.vf{i}", nic.id), guest_bdf: igb_vf_bdf(guest_bdf, i) }).collect();
+        devices.push(Device {
+            id: nic.id.clone(),
+            model: nic.model,
+            node: nic.node,
+            mac,
+            root_port: rp,
+            xml_bus: port.index,
+            guest_bdf,
+            vfs,
+        });
+    }
+    Ok(Topology { profile: profile.clone(), expanders, root_ports, devices })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference() -> Topology {
+        let p = crate::parse::load_profile_arg("reference").unwrap();
+        resolve(&p).unwrap()
+    }
+
+    #[test]
+    fn reference_guest_addresses() {
+        let t = reference();
+        let buses: Vec<String> = t.devices.iter().map(|d| d.guest_bdf.short()).collect();
+        assert_eq!(
+            buses,
+            ["b5:00.0", "b6:00.0", "b7:00.0", "c9:00.0", "ca:00.0", "cb:00.0", "dd:00.0", "de:00.0", "df:00.0"]
+        );
+        assert_eq!(t.expanders.iter().map(|x| x.bus.to_string()).collect::<Vec<_>>(), ["b4", "c8", "dc"]);
+        assert_eq!(t.root_ports[4].guest_bdf.short(), "c8:01.0");
+        assert_eq!(t.devices[8].node, Some(NodeId(2)));
+    }
+
+    #[test]
+    fn indexes_are_unique_and_parents_exist() {
+        let t = reference();
+        let mut idx: Vec<u32> = t.expanders.iter().map(|x| x.index).chain(t.root_ports.iter().map(|r| r.index)).collect();
+        let n = idx.len();
+        idx.sort();
+        idx.dedup();
+        assert_eq!(idx.len(), n);
+        for r in &t.root_ports {
+            assert!(r.parent_index == 0 || t.expanders.iter().any(|x| x.index == r.parent_index));
+        }
+    }
+
+    #[test]
+    fn macs_are_stable_and_local() {
+        let a = reference();
+        let b = reference();
+        for (x, y) in a.devices.iter().zip(&b.devices) {
+            assert_eq!(x.mac, y.mac);
+            assert!(x.mac.is_local_unicast());
+        }
+    }
+
+    #[test]
+    fn vf_addresses() {
+        let pf = Bdf::new(0xc9, 0, 0);
+        let v: Vec<String> = (0..4).map(|i| igb_vf_bdf(pf, i).short()).collect();
+        assert_eq!(v, ["c9:10.0", "c9:10.2", "c9:10.4", "c9:10.6"]);
+    }
+}

@@ -1,0 +1,829 @@
+//! Validate stage: wire structs -> [`Profile`], the semantic model of a
+//! profile with every default filled in and every cross-field rule checked.
+//!
+//! Validation collects every problem instead of stopping at the first, and
+//! each names the field it is about (`node[1].cpus`). The placement of NICs
+//! on expanders and the bus numbers of expanders are decided here, because
+//! whether they fit is part of whether the profile is valid.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::profile::{ExpanderFile, NicFile, ProfileFile};
+use crate::types::{Bytes, CpuSet, NodeId, PciId};
+
+/// Most vCPUs a profile may ask for (more needs x2APIC and eim).
+pub const MAX_VCPUS: u32 = 255;
+/// Most NUMA nodes.
+pub const MAX_NODES: usize = 64;
+/// Least memory a node may have.
+pub const MIN_NODE_MEMORY: Bytes = Bytes::from_mib(64);
+/// Most root ports on one expander (the slots of one PCIe bus).
+pub const MAX_ROOT_PORTS: u32 = 32;
+/// Most instances in one `[[nic]]` entry.
+pub const MAX_NIC_COUNT: u32 = 32;
+/// Most VFs an igb can have in QEMU.
+pub const MAX_VFS: u32 = 7;
+/// pcie-root slots usable for expanders and root ports (1..=30; 0 is the
+/// host bridge, 31 the ICH9 functions).
+pub const PCIE_ROOT_SLOTS: u32 = 30;
+/// Longest accepted `guest.cmdline_extra`.
+pub const MAX_CMDLINE_EXTRA: usize = 1024;
+/// Longest accepted description.
+pub const MAX_DESCRIPTION: usize = 4096;
+
+/// A NIC model nestlab can emulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NicModel {
+    /// Intel 82574L (QEMU e1000e).
+    E1000e,
+    /// Intel 82576 with SR-IOV (QEMU igb, QEMU >= 8.0).
+    Igb,
+    /// virtio-net (modern, PCIe).
+    Virtio,
+}
+
+impl NicModel {
+    /// Every model, in documentation order.
+    pub const ALL: [NicModel; 3] = [NicModel::E1000e, NicModel::Igb, NicModel::Virtio];
+
+    /// The name used in profiles and in libvirt's `<model type>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NicModel::E1000e => "e1000e",
+            NicModel::Igb => "igb",
+            NicModel::Virtio => "virtio",
+        }
+    }
+    /// The PCI vendor:device id the guest sees.
+    pub fn pci_id(self) -> PciId {
+        match self {
+            NicModel::E1000e => PciId::new(0x8086, 0x10d3),
+            NicModel::Igb => PciId::new(0x8086, 0x10c9),
+            NicModel::Virtio => PciId::new(0x1af4, 0x1041),
+        }
+    }
+    /// A word of the device name that pci.ids databases print for it.
+    pub fn name_hint(self) -> &'static str {
+        match self {
+            NicModel::E1000e => "82574L",
+            NicModel::Igb => "82576",
+            NicModel::Virtio => "Virtio",
+        }
+    }
+    /// The QEMU device that implements it (for capability checks).
+    pub fn qemu_device(self) -> &'static str {
+        match self {
+            NicModel::E1000e => "e1000e",
+            NicModel::Igb => "igb",
+            NicModel::Virtio => "virtio-net-pci",
+        }
+    }
+}
+
+impl fmt::Display for NicModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The PCI id of an igb virtual function.
+pub const IGB_VF_ID: PciId = PciId::new(0x8086, 0x10ca);
+
+/// A validated profile: the semantic model every later stage reads.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Profile {
+    /// Profile name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+    /// Total memory (sum of the nodes).
+    pub memory: Bytes,
+    /// NUMA nodes, ids 0.. in order.
+    pub nodes: Vec<Node>,
+    /// The IOMMU, if any.
+    pub iommu: Option<Iommu>,
+    /// Expanders: those of the file in file order, then one per node that
+    /// has NICs but no expander, in node order. Placement and bus numbers
+    /// are decided.
+    pub expanders: Vec<Expander>,
+    /// NIC instances nic0, nic1, ... in file order.
+    pub nics: Vec<Nic>,
+    /// Extra guest kernel command line.
+    pub cmdline_extra: Option<String>,
+    /// Devices to assign to a nested guest.
+    pub nested: Vec<DeviceRef>,
+    /// `sha256:<hex>` of the profile text.
+    pub content_hash: String,
+}
+
+/// A NUMA node.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Node {
+    /// Its id.
+    pub id: NodeId,
+    /// Its vCPUs.
+    pub cpus: CpuSet,
+    /// Its memory.
+    pub memory: Bytes,
+    /// Its row of the distance matrix, when the profile gives one.
+    pub distances: Option<Vec<u32>>,
+}
+
+/// The virtual IOMMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Iommu {
+    /// Interrupt remapping.
+    pub intremap: bool,
+    /// Caching mode.
+    pub caching_mode: bool,
+    /// Extended interrupt mode.
+    pub eim: bool,
+    /// Device IOTLB.
+    pub iotlb: bool,
+}
+
+/// Where an expander came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// `expander[i]` of the file.
+    File(usize),
+    /// Added because a node had NICs and no expander.
+    Implicit,
+}
+
+/// An expander with its bus number and root-port count decided.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Expander {
+    /// Where it came from.
+    pub origin: Origin,
+    /// Its NUMA node.
+    pub node: NodeId,
+    /// busNr: the guest's root bus number for it.
+    pub bus: u8,
+    /// Number of root ports.
+    pub root_ports: u32,
+    /// NIC instances placed behind its root ports, in root-port order.
+    pub nics: Vec<usize>,
+}
+
+/// One NIC instance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Nic {
+    /// `nic0`, `nic1`, ...
+    pub id: String,
+    /// Which `[[nic]]` entry it came from.
+    pub entry: usize,
+    /// Model.
+    pub model: NicModel,
+    /// NUMA node, or none (on pcie-root).
+    pub node: Option<NodeId>,
+    /// VFs to create in the guest (igb only; 0 = none).
+    pub vfs: u32,
+}
+
+/// A device named in `nested.assign`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceRef {
+    /// NIC instance index.
+    pub nic: usize,
+    /// VF index, for a virtual function.
+    pub vf: Option<u32>,
+}
+
+impl fmt::Display for DeviceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "nic{}", self.nic)?;
+        if let Some(vf) = self.vf {
+            write!(f, ".vf{vf}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What is wrong with one field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)]
+pub enum Problem {
+    #[error("must not be empty")]
+    Empty,
+    #[error("is {len} characters long; the limit is {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("'{0}' is not allowed: use lowercase letters, digits and '-', starting with a letter or digit")]
+    NameChar(String),
+    #[error("{value} is out of range {min}..={max}")]
+    OutOfRange { value: i64, min: i64, max: i64 },
+    #[error("at least one [[node]] is required")]
+    NoNodes,
+    #[error("{count} nodes; at most {max} are supported")]
+    TooManyNodes { count: usize, max: usize },
+    #[error("id {id} does not match the node's position {position} (ids must be 0, 1, ... in file order)")]
+    NodeIdOrder { id: u32, position: usize },
+    #[error("{0}")]
+    BadCpuset(String),
+    #[error("CPU {cpu} is beyond vcpus={vcpus}")]
+    CpuBeyondVcpus { cpu: u32, vcpus: u32 },
+    #[error("CPU {cpu} is already in node[{other}]")]
+    CpuOverlap { cpu: u32, other: usize },
+    #[error("vCPUs {cpus} belong to no node; every vCPU must be in exactly one")]
+    CpusUnplaced { cpus: String },
+    #[error("{0}")]
+    BadSize(String),
+    #[error("{size} is too small; a node needs at least {min}")]
+    NodeMemoryTooSmall { size: Bytes, min: Bytes },
+    #[error("{given} does not equal the sum of the nodes' memory ({sum})")]
+    MemoryMismatch { given: Bytes, sum: Bytes },
+    #[error("given on node[{given_on}] but not here: give distances on every node or on none")]
+    DistancesMissing { given_on: usize },
+    #[error("has {len} entries; there are {nodes} nodes")]
+    DistancesLength { len: usize, nodes: usize },
+    #[error("the distance of a node to itself must be 10, not {value}")]
+    DistanceSelf { value: u32 },
+    #[error("distance {value} to node {to} is out of range 11..=255")]
+    DistanceRange { value: u32, to: usize },
+    #[error("distance to node {to} is {value} but node[{to}] says {back}: the matrix must be symmetric")]
+    DistanceAsymmetric { to: usize, value: u32, back: u32 },
+    #[error("unknown IOMMU model '{0}': the only model is 'intel'")]
+    IommuModel(String),
+    #[error("eim needs intremap = true")]
+    EimWithoutIntremap,
+    #[error("node {node} does not exist (there are {nodes} nodes)")]
+    UnknownNode { node: u32, nodes: usize },
+    #[error("bus range {first}..={last} (busNr and one bus per root port) overlaps expander[{other}]'s {other_first}..={other_last}")]
+    BusCollision { first: u32, last: u32, other: usize, other_first: u32, other_last: u32 },
+    #[error("bus range {first}..={last} runs past bus 255")]
+    BusOverflow { first: u32, last: u32 },
+    #[error("busNr {bus} leaves no room for pcie-root, which needs buses 0..={needed}")]
+    BusBelowRoot { bus: u32, needed: u32 },
+    #[error("no free range of {buses} bus numbers is left for this expander")]
+    NoBusRoom { buses: u32 },
+    #[error("node {node} has {devices} devices but its expanders have {ports} root ports")]
+    NodeOverfull { node: u32, devices: u32, ports: u32 },
+    #[error("pcie-root needs {needed} slots (expanders and root ports); it has {max}")]
+    TooManyRootSlots { needed: u32, max: u32 },
+    #[error("unknown NIC model '{0}': use e1000e, igb or virtio")]
+    NicModel(String),
+    #[error("vfs is only for igb NICs (SR-IOV); this NIC is {0}")]
+    VfsNotIgb(String),
+    #[error("{0}")]
+    BadCmdline(String),
+    #[error("'{0}' is not a device id: use nicN or nicN.vfK")]
+    BadDeviceRef(String),
+    #[error("'{id}' does not exist: the profile has nic0..nic{last}")]
+    UnknownDevice { id: String, last: usize },
+    #[error("'{id}' has no VF {vf}: {nic} creates {vfs} VFs")]
+    UnknownVf { id: String, vf: u32, nic: String, vfs: u32 },
+    #[error("'{0}' is listed twice")]
+    DuplicateDevice(String),
+    #[error("'{pf}' and its VF '{vf}' cannot both be assigned: the PF's driver must stay bound to keep its VFs")]
+    PfAndVf { pf: String, vf: String },
+    #[error("assigning devices to a nested guest needs an IOMMU in the virtual host: add [iommu] model = \"intel\"")]
+    NestedNoIommu,
+    #[error("assigning devices to a nested guest needs iommu.caching_mode = true (VFIO inside a guest requires it)")]
+    NestedNoCachingMode,
+    #[error("lists no devices")]
+    NestedEmpty,
+}
+
+/// A problem with the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError {
+    /// The field path, as in the file: `node[1].cpus`, `expander[2].bus`.
+    pub field: String,
+    /// What is wrong.
+    pub problem: Problem,
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+/// Every problem validation found, in field order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl ValidationErrors {
+    /// True when the field has the given problem.
+    pub fn has(&self, field: &str, problem: &Problem) -> bool {
+        self.0.iter().any(|e| e.field == field && &e.problem == problem)
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_slice() {
+            [one] => write!(f, "{one}"),
+            many => {
+                write!(f, "{} problems:", many.len())?;
+                for e in many {
+                    write!(f, "\n  {e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+struct Errors(Vec<ValidationError>);
+
+impl Errors {
+    fn push(&mut self, field: impl Into<String>, problem: Problem) {
+        self.0.push(ValidationError { field: field.into(), problem });
+    }
+}
+
+/// Validates wire structs. `text` is the profile text, hashed into the model.
+///
+/// # Errors
+/// Every problem found, each naming its field.
+pub fn validate(file: &ProfileFile, text: &str) -> Result<Profile, ValidationErrors> {
+    let mut errs = Errors(Vec::new());
+
+    check_name(&file.name, &mut errs);
+    if let Some(d) = &file.description {
+        if d.chars().count() > MAX_DESCRIPTION {
+            errs.push("description", Problem::TooLong { len: d.chars().count(), max: MAX_DESCRIPTION });
+        }
+    }
+    let vcpus_ok = (1..=MAX_VCPUS).contains(&file.vcpus);
+    if !vcpus_ok {
+        errs.push("vcpus", Problem::OutOfRange { value: file.vcpus.into(), min: 1, max: MAX_VCPUS.into() });
+    }
+
+    let nodes = check_nodes(file, vcpus_ok, &mut errs);
+    let sum = Bytes::from_kib(nodes.iter().map(|n| n.memory.kib()).sum());
+    if let Some(m) = &file.memory {
+        match m.parse::<Bytes>() {
+            Ok(given) if given != sum && nodes.len() == file.node.len() => {
+                errs.push("memory", Problem::MemoryMismatch { given, sum })
+            }
+            Ok(_) => {}
+            Err(e) => errs.push("memory", Problem::BadSize(e.0)),
+        }
+    }
+
+    let iommu = file.iommu.as_ref().and_then(|i| {
+        let iommu = Iommu {
+            intremap: i.intremap.unwrap_or(true),
+            caching_mode: i.caching_mode.unwrap_or(true),
+            eim: i.eim.unwrap_or(false),
+            iotlb: i.iotlb.unwrap_or(false),
+        };
+        if i.model != "intel" {
+            errs.push("iommu.model", Problem::IommuModel(i.model.clone()));
+            return None;
+        }
+        if iommu.eim && !iommu.intremap {
+            errs.push("iommu.eim", Problem::EimWithoutIntremap);
+        }
+        Some(iommu)
+    });
+
+    let node_count = file.node.len();
+    let nics = check_nics(&file.nic, node_count, &mut errs);
+    let expanders = place(&file.expander, &nics, node_count, &mut errs);
+
+    let cmdline_extra = file.guest.as_ref().and_then(|g| g.cmdline_extra.clone());
+    if let Some(c) = &cmdline_extra {
+        if let Err(msg) = check_cmdline(c) {
+            errs.push("guest.cmdline_extra", Problem::BadCmdline(msg));
+        }
+    }
+
+    let mut nested = Vec::new();
+    if let Some(n) = &file.nested {
+        nested = check_nested(&n.assign, &nics, &mut errs);
+        if n.assign.is_empty() {
+            errs.push("nested.assign", Problem::NestedEmpty);
+        } else {
+            match &iommu {
+                None if file.iommu.is_none() => errs.push("nested.assign", Problem::NestedNoIommu),
+                Some(i) if !i.caching_mode => errs.push("nested.assign", Problem::NestedNoCachingMode),
+                _ => {}
+            }
+        }
+    }
+
+    if !errs.0.is_empty() {
+        return Err(ValidationErrors(errs.0));
+    }
+    Ok(Profile {
+        name: file.name.clone(),
+        description: file.description.clone(),
+        vcpus: file.vcpus,
+        memory: sum,
+        nodes,
+        iommu,
+        expanders,
+        nics,
+        cmdline_extra,
+        nested,
+        content_hash: format!("sha256:{:x}", Sha256::digest(text.as_bytes())),
+    })
+}
+
+fn check_name(name: &str, errs: &mut Errors) {
+    if name.is_empty() {
+        return errs.push("name", Problem::Empty);
+    }
+    let len = name.chars().count();
+    if len > 40 {
+        errs.push("name", Problem::TooLong { len, max: 40 });
+    }
+    if let Some(bad) = name
+        .chars()
+        .enumerate()
+        .find(|&(i, c)| !(c.is_ascii_lowercase() || c.is_ascii_digit() || (c == '-' && i > 0)))
+    {
+        errs.push("name", Problem::NameChar(bad.1.to_string()));
+    }
+}
+
+fn check_nodes(file: &ProfileFile, vcpus_ok: bool, errs: &mut Errors) -> Vec<Node> {
+    if file.node.is_empty() {
+        errs.push("node", Problem::NoNodes);
+        return Vec::new();
+    }
+    if file.node.len() > MAX_NODES {
+        errs.push("node", Problem::TooManyNodes { count: file.node.len(), max: MAX_NODES });
+        return Vec::new();
+    }
+    let count = file.node.len();
+    let mut nodes = Vec::new();
+    let mut placed: Vec<(u32, usize)> = Vec::new();
+    let given_on = file.node.iter().position(|n| n.distances.is_some());
+    for (i, n) in file.node.iter().enumerate() {
+        let f = |s: &str| format!("node[{i}].{s}");
+        if let Some(id) = n.id {
+            if id as usize != i {
+                errs.push(f("id"), Problem::NodeIdOrder { id, position: i });
+            }
+        }
+        let cpus = match n.cpus.parse::<CpuSet>() {
+            Ok(c) => {
+                for cpu in c.iter() {
+                    if vcpus_ok && cpu >= file.vcpus {
+                        errs.push(f("cpus"), Problem::CpuBeyondVcpus { cpu, vcpus: file.vcpus });
+                        break;
+                    }
+                    if let Some(&(_, other)) = placed.iter().find(|(c2, _)| *c2 == cpu) {
+                        errs.push(f("cpus"), Problem::CpuOverlap { cpu, other });
+                        break;
+                    }
+                }
+                placed.extend(c.iter().map(|cpu| (cpu, i)));
+                c
+            }
+            Err(e) => {
+                errs.push(f("cpus"), Problem::BadCpuset(e.0));
+                CpuSet::default()
+            }
+        };
+        let memory = match n.memory.parse::<Bytes>() {
+            Ok(m) if m < MIN_NODE_MEMORY => {
+                errs.push(f("memory"), Problem::NodeMemoryTooSmall { size: m, min: MIN_NODE_MEMORY });
+                m
+            }
+            Ok(m) => m,
+            Err(e) => {
+                errs.push(f("memory"), Problem::BadSize(e.0));
+                Bytes::default()
+            }
+        };
+        match (&n.distances, given_on) {
+            (None, Some(g)) => errs.push(f("distances"), Problem::DistancesMissing { given_on: g }),
+            (Some(row), _) if row.len() != count => {
+                errs.push(f("distances"), Problem::DistancesLength { len: row.len(), nodes: count })
+            }
+            (Some(row), _) => {
+                for (j, &value) in row.iter().enumerate() {
+                    if j == i && value != 10 {
+                        errs.push(f("distances"), Problem::DistanceSelf { value });
+                    } else if j != i && !(11..=255).contains(&value) {
+                        errs.push(f("distances"), Problem::DistanceRange { value, to: j });
+                    } else if j < i {
+                        let back = file.node.get(j).and_then(|o| o.distances.as_ref()).and_then(|r| r.get(i));
+                        if let Some(&back) = back {
+                            if back != value {
+                                errs.push(f("distances"), Problem::DistanceAsymmetric { to: j, value, back });
+                            }
+                        }
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        nodes.push(Node { id: NodeId(i as u32), cpus, memory, distances: n.distances.clone() });
+    }
+    if vcpus_ok {
+        let all: BTreeSet<u32> = placed.iter().map(|(c, _)| *c).collect();
+        let missing = CpuSet::from_cpus((0..file.vcpus).filter(|c| !all.contains(c)));
+        if !missing.is_empty() {
+            errs.push("node", Problem::CpusUnplaced { cpus: missing.to_string() });
+        }
+    }
+    nodes
+}
+
+fn check_nics(entries: &[NicFile], node_count: usize, errs: &mut Errors) -> Vec<Nic> {
+    let mut nics = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let f = |s: &str| format!("nic[{i}].{s}");
+        let model = match e.model.as_str() {
+            "e1000e" => Some(NicModel::E1000e),
+            "igb" => Some(NicModel::Igb),
+            "virtio" => Some(NicModel::Virtio),
+            other => {
+                errs.push(f("model"), Problem::NicModel(other.to_string()));
+                None
+            }
+        };
+        let node = match e.node {
+            Some(n) if n as usize >= node_count => {
+                if node_count > 0 {
+                    errs.push(f("node"), Problem::UnknownNode { node: n, nodes: node_count });
+                }
+                None
+            }
+            other => other.map(NodeId),
+        };
+        let count = e.count.unwrap_or(1);
+        if !(1..=MAX_NIC_COUNT).contains(&count) {
+            errs.push(f("count"), Problem::OutOfRange { value: count.into(), min: 1, max: MAX_NIC_COUNT.into() });
+        }
+        let vfs = match (e.vfs, model) {
+            (Some(v), Some(m)) if m != NicModel::Igb => {
+                errs.push(f("vfs"), Problem::VfsNotIgb(m.name().to_string()));
+                v
+            }
+            (Some(v), _) if !(1..=MAX_VFS).contains(&v) => {
+                errs.push(f("vfs"), Problem::OutOfRange { value: v.into(), min: 1, max: MAX_VFS.into() });
+                v
+            }
+            (v, _) => v.unwrap_or(0),
+        };
+        let (Some(model), true) = (model, (1..=MAX_NIC_COUNT).contains(&count)) else { continue };
+        // An unknown node keeps the instance on no node; the error above stops the run.
+        let node = if e.node.is_some() && node.is_none() { continue } else { node };
+        for _ in 0..count {
+            nics.push(Nic { id: format!("nic{}", nics.len()), entry: i, model, node, vfs });
+        }
+    }
+    nics
+}
+
+/// Places NIC instances on expanders and decides each expander's root-port
+/// count and bus number.
+fn place(files: &[ExpanderFile], nics: &[Nic], node_count: usize, errs: &mut Errors) -> Vec<Expander> {
+    let mut expanders: Vec<Expander> = Vec::new();
+    let mut explicit_bus: Vec<Option<u32>> = Vec::new();
+    let mut explicit_ports: Vec<Option<u32>> = Vec::new();
+    for (i, e) in files.iter().enumerate() {
+        let f = |s: &str| format!("expander[{i}].{s}");
+        if e.node as usize >= node_count {
+            if node_count > 0 {
+                errs.push(f("node"), Problem::UnknownNode { node: e.node, nodes: node_count });
+            }
+            continue;
+        }
+        if let Some(b) = e.bus {
+            if !(1..=254).contains(&b) {
+                errs.push(f("bus"), Problem::OutOfRange { value: b.into(), min: 1, max: 254 });
+                continue;
+            }
+        }
+        if let Some(rp) = e.root_ports {
+            if rp > MAX_ROOT_PORTS {
+                errs.push(f("root_ports"), Problem::OutOfRange { value: rp.into(), min: 0, max: MAX_ROOT_PORTS.into() });
+                continue;
+            }
+        }
+        expanders.push(Expander { origin: Origin::File(i), node: NodeId(e.node), bus: 0, root_ports: 0, nics: vec![] });
+        explicit_bus.push(e.bus);
+        explicit_ports.push(e.root_ports);
+    }
+    // A node with NICs and no expander gets one.
+    let nic_nodes: BTreeSet<NodeId> = nics.iter().filter_map(|n| n.node).collect();
+    for node in nic_nodes {
+        if !files.iter().any(|e| e.node == node.0) {
+            expanders.push(Expander { origin: Origin::Implicit, node, bus: 0, root_ports: 0, nics: vec![] });
+            explicit_bus.push(None);
+            explicit_ports.push(None);
+        }
+    }
+    // Distribute each node's NICs over its expanders in order.
+    for node in (0..node_count as u32).map(NodeId) {
+        let mut pending: Vec<usize> = nics.iter().enumerate().filter(|(_, n)| n.node == Some(node)).map(|(i, _)| i).collect();
+        let devices = pending.len() as u32;
+        let mut ports = 0;
+        let mut last = None;
+        for (k, x) in expanders.iter_mut().enumerate().filter(|(_, x)| x.node == node) {
+            let cap = explicit_ports[k].unwrap_or(pending.len() as u32);
+            let take = (cap as usize).min(pending.len());
+            x.nics = pending.drain(..take).collect();
+            x.root_ports = cap;
+            ports += cap;
+            last = Some(k);
+        }
+        if !pending.is_empty() {
+            let field = match last.map(|k| expanders[k].origin) {
+                Some(Origin::File(i)) => format!("expander[{i}].root_ports"),
+                _ => "expander".to_string(),
+            };
+            errs.push(field, Problem::NodeOverfull { node: node.0, devices, ports });
+        }
+    }
+    for (k, x) in expanders.iter().enumerate() {
+        if x.root_ports > MAX_ROOT_PORTS {
+            let field = match x.origin {
+                Origin::File(i) => format!("expander[{i}].root_ports"),
+                Origin::Implicit => format!("nic (node {})", x.node),
+            };
+            errs.push(field, Problem::OutOfRange { value: x.root_ports.into(), min: 0, max: MAX_ROOT_PORTS.into() });
+            let _ = k;
+        }
+    }
+    let unplaced = nics.iter().filter(|n| n.node.is_none()).count() as u32;
+    let slots = expanders.len() as u32 + unplaced;
+    if slots > PCIE_ROOT_SLOTS {
+        errs.push("expander", Problem::TooManyRootSlots { needed: slots, max: PCIE_ROOT_SLOTS });
+    }
+    // Bus numbers: pcie-root owns 0..=root_last; each expander N..=N+k.
+    let root_last = unplaced;
+    let field = |x: &Expander, what: &str| match x.origin {
+        Origin::File(i) => format!("expander[{i}].{what}"),
+        Origin::Implicit => format!("expander (implicit, node {})", x.node),
+    };
+    let mut taken: Vec<(u32, u32, usize)> = Vec::new();
+    for (k, x) in expanders.iter_mut().enumerate() {
+        let Some(b) = explicit_bus[k] else { continue };
+        let last = b + x.root_ports;
+        let idx = match x.origin {
+            Origin::File(i) => i,
+            Origin::Implicit => k,
+        };
+        if last > 255 {
+            errs.push(field(x, "bus"), Problem::BusOverflow { first: b, last });
+        } else if b <= root_last {
+            errs.push(field(x, "bus"), Problem::BusBelowRoot { bus: b, needed: root_last });
+        } else if let Some(&(of, ol, oi)) = taken.iter().find(|(f, l, _)| b <= *l && *f <= last) {
+            errs.push(field(x, "bus"), Problem::BusCollision { first: b, last, other: oi, other_first: of, other_last: ol });
+        }
+        taken.push((b, last, idx));
+        x.bus = b as u8;
+    }
+    for (k, x) in expanders.iter_mut().enumerate() {
+        if explicit_bus[k].is_some() {
+            continue;
+        }
+        let need = x.root_ports;
+        let mut n = root_last + 1;
+        let found = loop {
+            if n + need > 255 {
+                break None;
+            }
+            match taken.iter().find(|(f, l, _)| n <= *l && *f <= n + need) {
+                Some(&(_, l, _)) => n = l + 1,
+                None => break Some(n),
+            }
+        };
+        match found {
+            Some(b) => {
+                taken.push((b, b + need, k));
+                x.bus = b as u8;
+            }
+            None => errs.push(field(x, "bus"), Problem::NoBusRoom { buses: need + 1 }),
+        }
+    }
+    expanders
+}
+
+fn check_cmdline(c: &str) -> Result<(), String> {
+    if c.len() > MAX_CMDLINE_EXTRA {
+        return Err(format!("is {} bytes long; the limit is {MAX_CMDLINE_EXTRA}", c.len()));
+    }
+    if let Some(ch) = c.chars().find(|&ch| !(' '..='~').contains(&ch) || matches!(ch, '"' | '\'' | '\\' | '`' | '$')) {
+        return Err(format!(
+            "character {:?} is not allowed: use printable ASCII without quotes, backslashes, '`' or '$'",
+            ch
+        ));
+    }
+    if let Some(word) = c.split_whitespace().find(|w| w.starts_with("nestlab.") || w.starts_with("rdinit=") || w.starts_with("init=")) {
+        return Err(format!("'{word}' is reserved: nestlab sets it"));
+    }
+    Ok(())
+}
+
+fn check_nested(assign: &[String], nics: &[Nic], errs: &mut Errors) -> Vec<DeviceRef> {
+    let mut refs: Vec<DeviceRef> = Vec::new();
+    for (i, id) in assign.iter().enumerate() {
+        let field = format!("nested.assign[{i}]");
+        let parsed = parse_device_ref(id);
+        let Some(r) = parsed else {
+            errs.push(field, Problem::BadDeviceRef(id.clone()));
+            continue;
+        };
+        let Some(nic) = nics.get(r.nic) else {
+            errs.push(field, Problem::UnknownDevice { id: id.clone(), last: nics.len().saturating_sub(1) });
+            continue;
+        };
+        if let Some(vf) = r.vf {
+            if vf >= nic.vfs {
+                errs.push(field, Problem::UnknownVf { id: id.clone(), vf, nic: nic.id.clone(), vfs: nic.vfs });
+                continue;
+            }
+        }
+        if refs.contains(&r) {
+            errs.push(field, Problem::DuplicateDevice(id.clone()));
+            continue;
+        }
+        if let Some(other) = refs.iter().find(|o| o.nic == r.nic && o.vf.is_some() != r.vf.is_some()) {
+            let (pf, vf) = if r.vf.is_some() { (other.to_string(), r.to_string()) } else { (r.to_string(), other.to_string()) };
+            errs.push(field, Problem::PfAndVf { pf, vf });
+            continue;
+        }
+        refs.push(r);
+    }
+    refs
+}
+
+/// Reads `nicN` or `nicN.vfK`.
+pub fn parse_device_ref(id: &str) -> Option<DeviceRef> {
+    let num = |s: &str| -> Option<u32> {
+        if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
+            None
+        } else {
+            s.parse().ok()
+        }
+    };
+    let rest = id.strip_prefix("nic")?;
+    let (n, vf) = match rest.split_once('.') {
+        Some((n, v)) => (n, Some(num(v.strip_prefix("vf")?)?)),
+        None => (rest, None),
+    };
+    Some(DeviceRef { nic: num(n)? as usize, vf })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_str;
+
+    fn errors(toml: &str) -> ValidationErrors {
+        let file = parse_str(toml, "t").unwrap();
+        validate(&file, toml).unwrap_err()
+    }
+
+    const BASE: &str = "name = \"t\"\nvcpus = 4\n[[node]]\ncpus = \"0-1\"\nmemory = \"1 GiB\"\n[[node]]\ncpus = \"2-3\"\nmemory = \"1 GiB\"\n";
+
+    #[test]
+    fn cpu_beyond_vcpus() {
+        let e = errors("name = \"t\"\nvcpus = 8\n[[node]]\ncpus = \"0-7\"\nmemory = \"1 GiB\"\n[[node]]\ncpus = \"9\"\nmemory = \"1 GiB\"\n");
+        assert!(e.has("node[1].cpus", &Problem::CpuBeyondVcpus { cpu: 9, vcpus: 8 }), "{e}");
+    }
+
+    #[test]
+    fn auto_bus_leaves_room() {
+        let t = format!("{BASE}[[nic]]\nmodel = \"e1000e\"\nnode = 0\ncount = 3\n[[nic]]\nmodel = \"igb\"\nnode = 1\nvfs = 2\n");
+        let p = crate::load_profile_str(&t, "t").unwrap();
+        assert_eq!(p.expanders.len(), 2);
+        assert_eq!(p.expanders[0].bus, 1);
+        assert_eq!(p.expanders[0].root_ports, 3);
+        assert_eq!(p.expanders[1].bus, 5);
+        assert_eq!(p.nics[3].id, "nic3");
+        assert_eq!(p.nics[3].vfs, 2);
+    }
+
+    #[test]
+    fn collision() {
+        let t = format!("{BASE}[[expander]]\nnode = 0\nbus = 100\nroot_ports = 3\n[[expander]]\nnode = 1\nbus = 103\n[[nic]]\nmodel = \"e1000e\"\nnode = 1\n");
+        let e = errors(&t);
+        assert!(e.has("expander[1].bus", &Problem::BusCollision { first: 103, last: 104, other: 0, other_first: 100, other_last: 103 }), "{e}");
+    }
+
+    #[test]
+    fn device_refs() {
+        assert_eq!(parse_device_ref("nic8"), Some(DeviceRef { nic: 8, vf: None }));
+        assert_eq!(parse_device_ref("nic9.vf0"), Some(DeviceRef { nic: 9, vf: Some(0) }));
+        assert_eq!(parse_device_ref("nic"), None);
+        assert_eq!(parse_device_ref("nic01"), None);
+        assert_eq!(parse_device_ref("nic1.vf"), None);
+        assert_eq!(parse_device_ref("eth0"), None);
+    }
+
+    #[test]
+    fn nested_without_iommu() {
+        let t = format!("{BASE}[[nic]]\nmodel = \"e1000e\"\nnode = 0\n[nested]\nassign = [\"nic0\"]\n");
+        assert!(errors(&t).has("nested.assign", &Problem::NestedNoIommu));
+    }
+}
