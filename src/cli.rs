@@ -77,19 +77,9 @@ fn print_error(err: &dyn std::error::Error) {
 }
 
 fn cmd_xml(profile: &str, accel: Accel, kernel: Option<String>, initrd: Option<String>) -> u8 {
-    let p = match load_profile_arg(profile) {
-        Ok(p) => p,
-        Err(e) => {
-            print_error(&e);
-            return EXIT_INVALID;
-        }
-    };
-    let t = match resolve::resolve(&p) {
+    let t = match load_topology(profile) {
         Ok(t) => t,
-        Err(e) => {
-            print_error(&e);
-            return EXIT_INVALID;
-        }
+        Err(code) => return code,
     };
     let mut boot = BootSpec::placeholder();
     if let Some(k) = kernel {
@@ -113,12 +103,24 @@ fn cmd_xml(profile: &str, accel: Accel, kernel: Option<String>, initrd: Option<S
 fn cmd_validate(profiles: &[String]) -> u8 {
     let mut code = EXIT_OK;
     for p in profiles {
-        if let Err(e) = load_profile_arg(p).map_err(|e| e.to_string()).and_then(|p| resolve::resolve(&p).map_err(|e| e.to_string())) {
-            eprintln!("error: {e}");
+        if load_topology(p).is_err() {
             code = EXIT_INVALID;
         }
     }
     code
+}
+
+/// Loads, validates and resolves a profile; prints the error and returns
+/// [`EXIT_INVALID`] when it cannot.
+fn load_topology(profile: &str) -> Result<resolve::Topology, u8> {
+    let p = load_profile_arg(profile).map_err(|e| {
+        print_error(&e);
+        EXIT_INVALID
+    })?;
+    resolve::resolve(&p).map_err(|e| {
+        print_error(&e);
+        EXIT_INVALID
+    })
 }
 
 fn cmd_profiles() -> u8 {

@@ -112,7 +112,7 @@ pub fn parse_str(text: &str, origin: &str) -> Result<ProfileFile, ProfileError> 
             field,
             line,
             column,
-            message: inner.message().trim().to_string(),
+            message: inner.message().trim().replace('\n', "; "),
         })
     })
 }

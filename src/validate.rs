@@ -461,6 +461,7 @@ fn check_nodes(file: &ProfileFile, vcpus_ok: bool, errs: &mut Errors) -> Vec<Nod
     let count = file.node.len();
     let mut nodes = Vec::new();
     let mut placed: Vec<(u32, usize)> = Vec::new();
+    let mut cpusets_ok = true;
     let given_on = file.node.iter().position(|n| n.distances.is_some());
     for (i, n) in file.node.iter().enumerate() {
         let f = |s: &str| format!("node[{i}].{s}");
@@ -485,6 +486,7 @@ fn check_nodes(file: &ProfileFile, vcpus_ok: bool, errs: &mut Errors) -> Vec<Nod
                 c
             }
             Err(e) => {
+                cpusets_ok = false;
                 errs.push(f("cpus"), Problem::BadCpuset(e.0));
                 CpuSet::default()
             }
@@ -525,7 +527,7 @@ fn check_nodes(file: &ProfileFile, vcpus_ok: bool, errs: &mut Errors) -> Vec<Nod
         }
         nodes.push(Node { id: NodeId(i as u32), cpus, memory, distances: n.distances.clone() });
     }
-    if vcpus_ok {
+    if vcpus_ok && cpusets_ok {
         let all: BTreeSet<u32> = placed.iter().map(|(c, _)| *c).collect();
         let missing = CpuSet::from_cpus((0..file.vcpus).filter(|c| !all.contains(c)));
         if !missing.is_empty() {
