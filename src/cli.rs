@@ -52,6 +52,34 @@ enum Command {
     },
     /// List the shipped profiles.
     Profiles,
+    /// Print what the guest of a profile must show (NUMA nodes, buses,
+    /// devices, IOMMU), derived from the same topology as the XML.
+    Expect {
+        /// Profile: a path or a shipped name.
+        profile: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Judge a capture directory (see `capture-script`) against a profile.
+    /// Exit 0: at least one check ran and none failed; 1: a check failed;
+    /// 2: the profile or a capture file cannot be read.
+    Check {
+        /// Profile: a path or a shipped name.
+        profile: String,
+        /// The capture directory.
+        #[arg(long = "from", value_name = "DIR")]
+        from: std::path::PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Count checks whose input was not captured as failures.
+        #[arg(long)]
+        require_all: bool,
+        /// List passing and skipped checks too.
+        #[arg(short, long)]
+        verbose: bool,
+    },
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -61,6 +89,8 @@ pub fn main() -> ExitCode {
         Command::Xml { profile, accel, kernel, initrd } => cmd_xml(&profile, accel, kernel, initrd),
         Command::Validate { profiles } => cmd_validate(&profiles),
         Command::Profiles => cmd_profiles(),
+        Command::Expect { profile, json } => cmd_expect(&profile, json),
+        Command::Check { profile, from, json, require_all, verbose } => cmd_check(&profile, &from, json, require_all, verbose),
     };
     ExitCode::from(code)
 }
@@ -130,4 +160,62 @@ fn cmd_profiles() -> u8 {
         println!("{name:<12} {desc}");
     }
     EXIT_OK
+}
+
+fn cmd_expect(profile: &str, json: bool) -> u8 {
+    let t = match load_topology(profile) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let e = nestlab::expect::expect(&t);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&e).unwrap_or_default());
+        return EXIT_OK;
+    }
+    println!("profile {}", e.profile);
+    for (n, row) in e.nodes.iter().zip(&e.distances) {
+        let d = row.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" ");
+        println!("  node {}: CPUs {:<8} memory {:<12} distances {d}", n.id, n.cpus.to_string(), n.memory.to_string());
+    }
+    for x in &e.expanders {
+        println!("  expander: root bus [0000:{}] (busNr {}) on node {}, pxb-pcie [{}] at {}", x.bus, x.bus.0, x.node, x.pci_id, x.pxb.short());
+    }
+    for d in &e.devices {
+        let node = d.node.map(|n| format!("node {n}")).unwrap_or_else(|| "no node".into());
+        let kind = match d.kind {
+            nestlab::expect::DeviceKind::RootPort => "root port".to_string(),
+            nestlab::expect::DeviceKind::Nic(m) => format!("{} {m}", d.id),
+            nestlab::expect::DeviceKind::Vf => format!("{} VF", d.id),
+        };
+        let vfs = if d.vfs > 0 { format!(", {} VFs", d.vfs) } else { String::new() };
+        println!("  {}  [{}]  {:<16} {node}{vfs}", d.bdf.short(), d.pci_id, kind);
+    }
+    println!("  iommu: {}", if e.iommu { "active; every device behind a root port alone in its IOMMU group" } else { "none" });
+    println!("  /dev/kvm: {}", if e.kvm { "present" } else { "not required" });
+    EXIT_OK
+}
+
+fn cmd_check(profile: &str, from: &std::path::Path, json: bool, require_all: bool, verbose: bool) -> u8 {
+    let t = match load_topology(profile) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let observed = match nestlab::observe::Observed::from_dir(from) {
+        Ok(o) => o,
+        Err(e) => {
+            print_error(&e);
+            return EXIT_INVALID;
+        }
+    };
+    let checks = nestlab::verify::verify(&nestlab::expect::expect(&t), &observed);
+    let report = nestlab::report::Report::from_checks(&t.profile.name, checks, require_all);
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_human(verbose));
+    }
+    match report.verdict {
+        nestlab::report::Verdict::Pass => EXIT_OK,
+        _ => EXIT_FAIL,
+    }
 }

@@ -39,6 +39,7 @@ pub mod appliance;
 pub mod boot;
 pub mod domain;
 pub mod expect;
+pub mod libvirt;
 pub mod observe;
 pub mod parse;
 pub mod probe;

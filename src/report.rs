@@ -1,1 +1,254 @@
-//! (in progress)
+//! Report stage: checks -> a verdict, printed for people (a table), for
+//! machines (JSON) and for CI dashboards (JUnit XML). `nestlab check` and
+//! `nestlab run` print the same [`Report`].
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// How one check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Saw what was expected.
+    Pass,
+    /// Saw something else.
+    Fail,
+    /// Its input was not captured.
+    Skip,
+}
+
+/// One check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// Stable id, e.g. `numa.node2.cpus`, `pci.dev.b5:00.0.present`.
+    pub id: String,
+    /// How it ended.
+    pub status: Status,
+    /// What the profile asks for, in words.
+    pub expected: String,
+    /// What the guest showed, in words.
+    pub observed: String,
+    /// One sentence a user understands.
+    pub message: String,
+}
+
+impl Check {
+    /// A check that passes when `ok`.
+    pub fn judge(id: impl Into<String>, ok: bool, expected: impl Into<String>, observed: impl Into<String>, message: impl Into<String>) -> Check {
+        Check {
+            id: id.into(),
+            status: if ok { Status::Pass } else { Status::Fail },
+            expected: expected.into(),
+            observed: observed.into(),
+            message: message.into(),
+        }
+    }
+    /// A check whose input was not captured.
+    pub fn skip(id: impl Into<String>, expected: impl Into<String>, why: impl Into<String>) -> Check {
+        Check { id: id.into(), status: Status::Skip, expected: expected.into(), observed: String::new(), message: why.into() }
+    }
+}
+
+/// The overall outcome for one profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// At least one check ran and none failed.
+    Pass,
+    /// A check failed (or none ran).
+    Fail,
+    /// The run could not reach a verdict (boot failed, timeout, libvirt).
+    Error,
+    /// The host cannot run this profile (a missing QEMU device, say).
+    Skipped,
+}
+
+/// The report for one profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Profile name.
+    pub profile: String,
+    /// Outcome.
+    pub verdict: Verdict,
+    /// Every check, in a stable order.
+    pub checks: Vec<Check>,
+    /// Why there is no verdict from checks (errors and skips), if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Seconds from start to verdict, when run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+}
+
+impl Report {
+    /// Judges checks: pass when at least one ran and none failed. With
+    /// `require_all`, skipped checks count as failures.
+    pub fn from_checks(profile: &str, mut checks: Vec<Check>, require_all: bool) -> Report {
+        if require_all {
+            for c in checks.iter_mut().filter(|c| c.status == Status::Skip) {
+                c.status = Status::Fail;
+                c.message = format!("not captured, and --require-all is set: {}", c.message);
+            }
+        }
+        let ran = checks.iter().any(|c| c.status != Status::Skip);
+        let failed = checks.iter().any(|c| c.status == Status::Fail);
+        let verdict = if ran && !failed { Verdict::Pass } else { Verdict::Fail };
+        Report { profile: profile.to_string(), verdict, checks, error: None, seconds: None }
+    }
+
+    /// A report without checks: the run failed before a verdict, or was skipped.
+    pub fn without_checks(profile: &str, verdict: Verdict, why: String) -> Report {
+        Report { profile: profile.to_string(), verdict, checks: vec![], error: Some(why), seconds: None }
+    }
+
+    /// Counts of (passed, failed, skipped).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let n = |s| self.checks.iter().filter(|c| c.status == s).count();
+        (n(Status::Pass), n(Status::Fail), n(Status::Skip))
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+
+    /// A short table for people: failures first with expected and observed,
+    /// then passes and skips, then a summary line.
+    pub fn to_human(&self, verbose: bool) -> String {
+        let mut out = String::new();
+        let width = self.checks.iter().map(|c| c.id.len()).max().unwrap_or(0).min(48);
+        let mut rows: Vec<&Check> = self.checks.iter().collect();
+        rows.sort_by_key(|c| match c.status {
+            Status::Fail => 0,
+            Status::Pass => 1,
+            Status::Skip => 2,
+        });
+        for c in rows {
+            match c.status {
+                Status::Fail => {
+                    let _ = writeln!(out, "  FAIL  {:width$}  {}", c.id, c.message);
+                    let _ = writeln!(out, "        {:width$}  expected: {}", "", c.expected);
+                    let _ = writeln!(out, "        {:width$}  observed: {}", "", c.observed);
+                }
+                Status::Pass if verbose => {
+                    let _ = writeln!(out, "  pass  {:width$}  {}", c.id, c.observed);
+                }
+                Status::Skip if verbose => {
+                    let _ = writeln!(out, "  skip  {:width$}  {}", c.id, c.message);
+                }
+                _ => {}
+            }
+        }
+        let (p, f, s) = self.counts();
+        let word = match self.verdict {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Error => "ERROR",
+            Verdict::Skipped => "SKIPPED",
+        };
+        let _ = write!(out, "{}: {word}: {p} passed, {f} failed, {s} skipped", self.profile);
+        if let Some(secs) = self.seconds {
+            let _ = write!(out, " in {secs:.1} s");
+        }
+        out.push('\n');
+        if let Some(e) = &self.error {
+            let _ = writeln!(out, "  {e}");
+        }
+        out
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => o.push(' '),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// JUnit XML for CI dashboards: one testsuite per profile, one testcase per
+/// check; an errored or skipped profile is one testcase carrying the reason.
+pub fn junit(reports: &[Report]) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let total: usize = reports.iter().map(|r| r.checks.len().max(1)).sum();
+    let failures: usize = reports.iter().map(|r| r.counts().1).sum();
+    let errors = reports.iter().filter(|r| r.verdict == Verdict::Error).count();
+    let _ = writeln!(out, "<testsuites name=\"nestlab\" tests=\"{total}\" failures=\"{failures}\" errors=\"{errors}\">");
+    for r in reports {
+        let (_, f, s) = r.counts();
+        let e = usize::from(r.verdict == Verdict::Error);
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" errors=\"{e}\" skipped=\"{s}\" time=\"{:.3}\">",
+            xml_escape(&r.profile),
+            r.checks.len().max(1),
+            r.seconds.unwrap_or(0.0)
+        );
+        if r.checks.is_empty() {
+            let why = xml_escape(r.error.as_deref().unwrap_or(""));
+            let _ = writeln!(out, "    <testcase classname=\"{}\" name=\"run\">", xml_escape(&r.profile));
+            match r.verdict {
+                Verdict::Skipped => {
+                    let _ = writeln!(out, "      <skipped message=\"{why}\"/>");
+                }
+                Verdict::Pass => {}
+                _ => {
+                    let _ = writeln!(out, "      <error message=\"{why}\"/>");
+                }
+            }
+            let _ = writeln!(out, "    </testcase>");
+        }
+        for c in &r.checks {
+            let _ = write!(out, "    <testcase classname=\"{}\" name=\"{}\"", xml_escape(&r.profile), xml_escape(&c.id));
+            match c.status {
+                Status::Pass => out.push_str("/>\n"),
+                Status::Skip => {
+                    let _ = writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", xml_escape(&c.message));
+                }
+                Status::Fail => {
+                    let _ = writeln!(
+                        out,
+                        ">\n      <failure message=\"{}\">expected: {}\nobserved: {}</failure>\n    </testcase>",
+                        xml_escape(&c.message),
+                        xml_escape(&c.expected),
+                        xml_escape(&c.observed)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(out, "  </testsuite>");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_rules() {
+        let pass = Check::judge("a", true, "x", "x", "ok");
+        let skip = Check::skip("b", "y", "not captured");
+        assert_eq!(Report::from_checks("p", vec![pass.clone(), skip.clone()], false).verdict, Verdict::Pass);
+        assert_eq!(Report::from_checks("p", vec![pass, skip.clone()], true).verdict, Verdict::Fail);
+        assert_eq!(Report::from_checks("p", vec![skip], false).verdict, Verdict::Fail);
+        assert_eq!(Report::from_checks("p", vec![], false).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn junit_escapes() {
+        let r = Report::from_checks("p", vec![Check::judge("a<b", false, "\"x\"", "y&z", "m")], false);
+        let x = junit(&[r]);
+        assert!(x.contains("a&lt;b") && x.contains("y&amp;z") && x.contains("&quot;x&quot;"));
+    }
+}
