@@ -1,1 +1,1355 @@
-//! (in progress)
+//! Building the probe appliance: a guest kernel plus a small initramfs
+//! whose `/init` runs the probe (see [`probe`](crate::probe)).
+//!
+//! [`build`] finds a kernel ([`locate_kernel`]), plans the initramfs
+//! (busybox, the host's lspci and numactl with their shared libraries,
+//! pci.ids, the kernel modules of [`DEFAULT_MODULES`] with their dependency
+//! chains, `/init`), hashes everything that goes in, and writes
+//! `<cache>/appliance/<hash>/{vmlinuz,initrd.img,manifest.txt}` unless that
+//! entry exists already. Entries are built in a temporary directory and
+//! renamed into place, so a crash never leaves half an entry and two
+//! concurrent builds do not disturb each other. Directories are 0755 and
+//! files 0644, so libvirt's qemu user can read them.
+//!
+//! The initramfs is an uncompressed cpio "newc" archive written by
+//! [`cpio::CpioWriter`]: under TCG, unpacking it costs the guest next to
+//! nothing, where decompressing would cost it time.
+
+pub mod cpio;
+pub mod elf;
+pub mod kmod;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::probe;
+use cpio::CpioWriter;
+use kmod::{Chain, Compression, KmodError, ModuleIndex};
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Modules the appliance carries by default (with their dependencies):
+/// the NIC drivers, KVM, and VFIO.
+pub const DEFAULT_MODULES: &[&str] = &[
+    "igb",
+    "igbvf",
+    "e1000e",
+    "virtio_net",
+    "kvm",
+    "kvm_intel",
+    "kvm_amd",
+    "vfio",
+    "vfio_pci",
+    "vfio_iommu_type1",
+];
+
+/// Host programs the appliance carries, with their shared libraries.
+const PROGRAMS: &[(&str, &str)] = &[("lspci", "pciutils"), ("numactl", "numactl")];
+
+/// Where host programs are looked for.
+const BIN_DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/sbin", "/sbin"];
+
+/// Where shared libraries are looked for (after `DT_RUNPATH`), in the
+/// order of the glibc loader's built-in path on Debian x86-64.
+const LIB_DIRS: &[&str] = &[
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+];
+
+/// Where the PCI id database may be; it goes to the same place in the
+/// appliance, where the host's libpci looks for it.
+const PCI_IDS: &[&str] = &[
+    "/usr/share/misc/pci.ids",
+    "/usr/share/hwdata/pci.ids",
+    "/usr/share/misc/pci.ids.gz",
+    "/usr/share/hwdata/pci.ids.gz",
+];
+
+/// The kernel command line the appliance is meant to boot with, before
+/// `intel_iommu=on` and the `nestlab.*` parameters
+/// ([`ProbeParams::to_cmdline`](crate::probe::ProbeParams::to_cmdline)).
+///
+/// - `console=ttyS0`: the probe talks on the first serial port.
+/// - `panic=-1`: a panic reboots at once; with `on_reboot=destroy` (QEMU
+///   `-no-reboot`) the guest then goes away instead of hanging.
+/// - `quiet`: the kernel prints less on the serial console, which is slow
+///   under TCG; the full log is still captured as `dmesg.txt`.
+/// - `mitigations=off`, `nokaslr`, `tsc=reliable`, `no_timer_check`,
+///   `cryptomgr.notests`, `8250.nr_uarts=1`: skip work that only costs
+///   time in a throwaway guest.
+pub fn default_cmdline() -> &'static str {
+    "console=ttyS0 panic=-1 quiet mitigations=off nokaslr tsc=reliable no_timer_check cryptomgr.notests 8250.nr_uarts=1"
+}
+
+/// What to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplianceSpec {
+    /// A kernel image to use (`--kernel`), ahead of every other source.
+    pub kernel: Option<PathBuf>,
+    /// Its modules directory (`--modules`, `/lib/modules/<version>`);
+    /// derived from the kernel when not given.
+    pub modules_dir: Option<PathBuf>,
+    /// The cache directory; [`cache_dir`] when not given.
+    pub cache_dir: Option<PathBuf>,
+    /// Modules to carry (each with its dependencies); missing ones are
+    /// left out and listed in [`Appliance::missing_modules`].
+    pub modules: Vec<String>,
+}
+
+impl Default for ApplianceSpec {
+    fn default() -> Self {
+        ApplianceSpec {
+            kernel: None,
+            modules_dir: None,
+            cache_dir: None,
+            modules: DEFAULT_MODULES.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+}
+
+/// Where the kernel came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelOrigin {
+    /// [`ApplianceSpec::kernel`] (`--kernel`).
+    Explicit,
+    /// `$NESTLAB_KERNEL`.
+    Env,
+    /// The host's own `/boot/vmlinuz-$(uname -r)`.
+    Host,
+    /// The kernel `./dev setup` fetched into `<cache>/kernel`.
+    Cache,
+}
+
+impl fmt::Display for KernelOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KernelOrigin::Explicit => "--kernel",
+            KernelOrigin::Env => "$NESTLAB_KERNEL",
+            KernelOrigin::Host => "the host's /boot",
+            KernelOrigin::Cache => "the nestlab cache",
+        })
+    }
+}
+
+/// A guest kernel and its modules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestKernel {
+    /// The kernel image.
+    pub vmlinuz: PathBuf,
+    /// Its modules directory (`.../lib/modules/<version>`).
+    pub modules_dir: PathBuf,
+    /// Kernel release (`6.1.0-56-amd64`).
+    pub version: String,
+    /// Where it was found.
+    pub origin: KernelOrigin,
+}
+
+/// A built (or cached) appliance, ready for direct kernel boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appliance {
+    /// The kernel image, copied into the cache entry (readable by qemu).
+    pub kernel: PathBuf,
+    /// The initramfs (uncompressed newc cpio).
+    pub initrd: PathBuf,
+    /// Kernel release.
+    pub kernel_version: String,
+    /// Module names `nestlab.modules=` may name: the requested ones that
+    /// exist (built in or as files) and their dependencies, sorted.
+    pub modules: Vec<String>,
+    /// Requested modules this kernel does not have.
+    pub missing_modules: Vec<String>,
+    /// sha256 (hex) over everything that went in; the cache entry's name.
+    pub hash: String,
+    /// Whether the entry was already there.
+    pub cached: bool,
+    /// The cache entry (`<cache>/appliance/<hash>`).
+    pub dir: PathBuf,
+    /// The kernel it was built from.
+    pub source: GuestKernel,
+    /// Size of the initramfs in bytes.
+    pub initrd_size: u64,
+}
+
+/// Why an appliance could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplianceError {
+    /// No kernel anywhere.
+    #[error("no guest kernel found (tried {}); run ./dev setup (it fetches a Debian kernel into {cache}/kernel), or pass --kernel PATH or set NESTLAB_KERNEL", tried.join(", "))]
+    NoKernel {
+        /// What was tried, in order.
+        tried: Vec<String>,
+        /// The cache directory.
+        cache: PathBuf,
+    },
+    /// A kernel that was asked for but is not there.
+    #[error("kernel {path} (from {origin}) does not exist or is not readable")]
+    KernelMissing {
+        /// The kernel image.
+        path: PathBuf,
+        /// Who asked for it.
+        origin: KernelOrigin,
+    },
+    /// A kernel whose version its file name does not tell.
+    #[error("cannot tell the kernel version of {0} from its name (expected vmlinuz-<version>); pass --modules /lib/modules/<version>")]
+    NoKernelVersion(PathBuf),
+    /// The modules directory of a kernel is missing.
+    #[error("modules directory {path} of kernel {kernel} does not exist; pass --modules DIR (or set NESTLAB_MODULES)")]
+    ModulesDirMissing {
+        /// The directory looked for.
+        path: PathBuf,
+        /// The kernel.
+        kernel: PathBuf,
+    },
+    /// No cache directory can be chosen.
+    #[error("cannot choose a cache directory: set NESTLAB_CACHE_DIR (neither XDG_CACHE_HOME nor HOME is set)")]
+    NoCacheDir,
+    /// A host program the appliance carries is missing.
+    #[error("{tool} not found in {}; install {package} (./dev setup does)", BIN_DIRS.join(", "))]
+    ToolMissing {
+        /// The program.
+        tool: String,
+        /// The Debian package that has it.
+        package: String,
+    },
+    /// A shared library a program needs is missing.
+    #[error("{library}, needed by {needed_by}, is in none of {}", searched.join(", "))]
+    LibraryMissing {
+        /// The soname.
+        library: String,
+        /// The program or library that needs it.
+        needed_by: PathBuf,
+        /// The directories searched.
+        searched: Vec<String>,
+    },
+    /// A program or library that cannot be read as ELF.
+    #[error("cannot read the ELF headers of {path}")]
+    Elf {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: elf::ElfError,
+    },
+    /// The kernel's modules could not be resolved.
+    #[error("cannot resolve the modules of kernel {version}")]
+    Modules {
+        /// Kernel release.
+        version: String,
+        /// The cause.
+        #[source]
+        source: KmodError,
+    },
+    /// A compressed module could not be decompressed.
+    #[error("cannot decompress {path} with `{tool} -dc`: {detail}")]
+    Decompress {
+        /// The module file.
+        path: PathBuf,
+        /// The program used.
+        tool: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file or directory could not be written.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> ApplianceError {
+    let path = path.to_path_buf();
+    move |source| ApplianceError::Read { path, source }
+}
+
+fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> ApplianceError {
+    let path = path.to_path_buf();
+    move |source| ApplianceError::Write { path, source }
+}
+
+/// What the host environment says, captured once (and made up in tests).
+#[derive(Debug, Clone, Default)]
+struct HostEnv {
+    kernel: Option<PathBuf>,
+    modules: Option<PathBuf>,
+    cache: Option<PathBuf>,
+    xdg_cache: Option<PathBuf>,
+    home: Option<PathBuf>,
+    root: bool,
+    /// `uname -r`.
+    release: Option<String>,
+    boot_dir: PathBuf,
+    lib_modules: PathBuf,
+}
+
+impl HostEnv {
+    fn current() -> HostEnv {
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let euid = fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1))
+                .and_then(|id| id.parse::<u32>().ok())
+        });
+        HostEnv {
+            kernel: var("NESTLAB_KERNEL"),
+            modules: var("NESTLAB_MODULES"),
+            cache: var("NESTLAB_CACHE_DIR"),
+            xdg_cache: var("XDG_CACHE_HOME").filter(|p| p.is_absolute()),
+            home: var("HOME"),
+            root: euid == Some(0),
+            release: fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|s| s.trim().to_string()),
+            boot_dir: PathBuf::from("/boot"),
+            lib_modules: PathBuf::from("/lib/modules"),
+        }
+    }
+
+    fn cache_dir(&self) -> Result<PathBuf, ApplianceError> {
+        if let Some(c) = &self.cache {
+            Ok(c.clone())
+        } else if self.root {
+            Ok(PathBuf::from("/var/cache/nestlab"))
+        } else if let Some(x) = &self.xdg_cache {
+            Ok(x.join("nestlab"))
+        } else if let Some(h) = &self.home {
+            Ok(h.join(".cache").join("nestlab"))
+        } else {
+            Err(ApplianceError::NoCacheDir)
+        }
+    }
+}
+
+/// The cache directory: `$NESTLAB_CACHE_DIR`, else `/var/cache/nestlab`
+/// for root, else `$XDG_CACHE_HOME/nestlab`, else `~/.cache/nestlab`.
+///
+/// # Errors
+/// [`ApplianceError::NoCacheDir`] when none of these can be told.
+pub fn cache_dir() -> Result<PathBuf, ApplianceError> {
+    HostEnv::current().cache_dir()
+}
+
+fn readable(path: &Path) -> bool {
+    fs::File::open(path).is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file()))
+}
+
+fn version_from_name(vmlinuz: &Path) -> Option<String> {
+    let name = vmlinuz.file_name()?.to_str()?;
+    let v = name
+        .strip_prefix("vmlinuz-")
+        .or_else(|| name.strip_prefix("vmlinux-"))?;
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+/// Orders kernel releases: digit runs as numbers, the rest as text.
+fn version_key(v: &str) -> Vec<(u64, String)> {
+    let mut key = Vec::new();
+    let mut rest = v;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 {
+            key.push((rest[..digits].parse().unwrap_or(u64::MAX), String::new()));
+            rest = &rest[digits..];
+        } else {
+            let text = rest.len() - rest.trim_start_matches(|c: char| !c.is_ascii_digit()).len();
+            key.push((0, rest[..text].to_string()));
+            rest = &rest[text..];
+        }
+    }
+    key
+}
+
+/// A kernel given by path: its modules directory is `modules` if given,
+/// else `<kernel dir>/../lib/modules/<version>` (a `dpkg -x` tree), else
+/// `/lib/modules/<version>`.
+fn kernel_at(
+    vmlinuz: &Path,
+    modules: Option<&Path>,
+    origin: KernelOrigin,
+    env: &HostEnv,
+) -> Result<GuestKernel, ApplianceError> {
+    if !readable(vmlinuz) {
+        return Err(ApplianceError::KernelMissing {
+            path: vmlinuz.to_path_buf(),
+            origin,
+        });
+    }
+    let modules_dir = match modules {
+        Some(m) => m.to_path_buf(),
+        None => {
+            let version = version_from_name(vmlinuz)
+                .ok_or_else(|| ApplianceError::NoKernelVersion(vmlinuz.to_path_buf()))?;
+            let beside = vmlinuz
+                .parent()
+                .and_then(Path::parent)
+                .map(|root| root.join("lib/modules").join(&version));
+            let candidates: Vec<PathBuf> = beside
+                .into_iter()
+                .chain([env.lib_modules.join(&version)])
+                .collect();
+            candidates
+                .iter()
+                .find(|c| c.is_dir())
+                .cloned()
+                .ok_or_else(|| ApplianceError::ModulesDirMissing {
+                    path: candidates[0].clone(),
+                    kernel: vmlinuz.to_path_buf(),
+                })?
+        }
+    };
+    if !modules_dir.is_dir() {
+        return Err(ApplianceError::ModulesDirMissing {
+            path: modules_dir,
+            kernel: vmlinuz.to_path_buf(),
+        });
+    }
+    let version = modules_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .or_else(|| version_from_name(vmlinuz))
+        .ok_or_else(|| ApplianceError::NoKernelVersion(vmlinuz.to_path_buf()))?;
+    Ok(GuestKernel {
+        vmlinuz: vmlinuz.to_path_buf(),
+        modules_dir,
+        version,
+        origin,
+    })
+}
+
+fn locate(
+    spec: &ApplianceSpec,
+    env: &HostEnv,
+    cache: &Path,
+) -> Result<GuestKernel, ApplianceError> {
+    let modules = spec.modules_dir.as_deref();
+    if let Some(k) = &spec.kernel {
+        return kernel_at(k, modules, KernelOrigin::Explicit, env);
+    }
+    if let Some(k) = &env.kernel {
+        return kernel_at(
+            k,
+            modules.or(env.modules.as_deref()),
+            KernelOrigin::Env,
+            env,
+        );
+    }
+    let mut tried = Vec::new();
+    match &env.release {
+        Some(release) => {
+            let vmlinuz = env.boot_dir.join(format!("vmlinuz-{release}"));
+            let moddir = modules
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| env.lib_modules.join(release));
+            if readable(&vmlinuz) && moddir.is_dir() {
+                return kernel_at(&vmlinuz, Some(&moddir), KernelOrigin::Host, env);
+            }
+            tried.push(format!("{} with {}", vmlinuz.display(), moddir.display()));
+        }
+        None => tried.push("the host kernel (uname -r unknown)".to_string()),
+    }
+    let boot = cache.join("kernel/boot");
+    let mut found: Vec<(Vec<(u64, String)>, PathBuf, String)> = fs::read_dir(&boot)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| {
+                    let p = e.path();
+                    let v = version_from_name(&p).filter(|_| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+                    })?;
+                    Some((version_key(&v), p, v))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    if let Some((_, vmlinuz, version)) = found.pop() {
+        let moddir = modules
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| cache.join("kernel/lib/modules").join(&version));
+        return kernel_at(&vmlinuz, Some(&moddir), KernelOrigin::Cache, env);
+    }
+    tried.push(format!("{}/vmlinuz-*", boot.display()));
+    Err(ApplianceError::NoKernel {
+        tried,
+        cache: cache.to_path_buf(),
+    })
+}
+
+/// Finds the kernel an appliance would be built from, in this order:
+/// [`ApplianceSpec::kernel`]; `$NESTLAB_KERNEL` (modules from
+/// `$NESTLAB_MODULES`); the host's `/boot/vmlinuz-$(uname -r)` with
+/// `/lib/modules/$(uname -r)` when readable; the newest
+/// `<cache>/kernel/boot/vmlinuz-*` with `<cache>/kernel/lib/modules/<version>`.
+/// [`ApplianceSpec::modules_dir`] overrides the modules directory of each.
+///
+/// # Errors
+/// [`ApplianceError::KernelMissing`] when an explicit or `$NESTLAB_KERNEL`
+/// kernel is not there, [`ApplianceError::ModulesDirMissing`],
+/// [`ApplianceError::NoKernel`] when there is none at all.
+pub fn locate_kernel(spec: &ApplianceSpec) -> Result<GuestKernel, ApplianceError> {
+    let env = HostEnv::current();
+    let cache = match &spec.cache_dir {
+        Some(c) => c.clone(),
+        None => env.cache_dir()?,
+    };
+    locate(spec, &env, &cache)
+}
+
+/// Where a file's bytes come from.
+#[derive(Debug, Clone)]
+enum Source {
+    Host(PathBuf),
+    Bytes(Vec<u8>),
+    /// A `.zst` module, decompressed with the host's `zstd` (busybox
+    /// insmod reads xz and gzip modules itself, not zstd ones).
+    Unzstd(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Dir,
+    File { perm: u32, source: Source },
+    Symlink(String),
+    CharDev { perm: u32, major: u32, minor: u32 },
+}
+
+/// The initramfs, path by path (absolute paths; parents sort first).
+#[derive(Debug, Default)]
+struct Plan {
+    entries: BTreeMap<String, Node>,
+}
+
+impl Plan {
+    /// Adds an entry and any missing parent directories; the first entry
+    /// for a path wins.
+    fn add(&mut self, path: &str, node: Node) {
+        let mut at = 0;
+        while let Some(i) = path[at + 1..].find('/') {
+            at += i + 1;
+            self.entries
+                .entry(path[..at].to_string())
+                .or_insert(Node::Dir);
+        }
+        self.entries.entry(path.to_string()).or_insert(node);
+    }
+
+    fn has(&self, path: &str) -> bool {
+        self.entries.contains_key(path)
+    }
+}
+
+fn find_program(name: &str, package: &str) -> Result<PathBuf, ApplianceError> {
+    BIN_DIRS
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| ApplianceError::ToolMissing {
+            tool: name.to_string(),
+            package: package.to_string(),
+        })
+}
+
+/// Adds a program's loader and shared libraries (transitively), each at
+/// the path where the host has it; a file the plan has under another name
+/// already becomes a symlink. Records the library directories used.
+fn add_libraries(
+    plan: &mut Plan,
+    program: &Path,
+    by_real_path: &mut BTreeMap<PathBuf, String>,
+    lib_dirs: &mut BTreeSet<String>,
+) -> Result<(), ApplianceError> {
+    let mut queue = vec![program.to_path_buf()];
+    let mut done = BTreeSet::new();
+    while let Some(file) = queue.pop() {
+        if !done.insert(file.clone()) {
+            continue;
+        }
+        let bytes = fs::read(&file).map_err(read_err(&file))?;
+        let dynamic = elf::dynamic(&bytes).map_err(|source| ApplianceError::Elf {
+            path: file.clone(),
+            source,
+        })?;
+        let mut wanted = Vec::new();
+        if let Some(interp) = dynamic.interp {
+            wanted.push((interp.clone(), PathBuf::from(&interp)));
+        }
+        let origin = file
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut searched: Vec<String> = dynamic
+            .runpath
+            .iter()
+            .map(|r| r.replace("$ORIGIN", &origin).replace("${ORIGIN}", &origin))
+            .collect();
+        searched.extend(LIB_DIRS.iter().map(|d| d.to_string()));
+        for soname in dynamic.needed {
+            let found = searched
+                .iter()
+                .map(|d| Path::new(d).join(&soname))
+                .find(|p| p.is_file())
+                .ok_or_else(|| ApplianceError::LibraryMissing {
+                    library: soname.clone(),
+                    needed_by: file.clone(),
+                    searched: searched.clone(),
+                })?;
+            if let Some(dir) = found.parent().and_then(Path::to_str) {
+                lib_dirs.insert(dir.to_string());
+            }
+            wanted.push((found.to_string_lossy().into_owned(), found));
+        }
+        for (archive_path, host_path) in wanted {
+            if plan.has(&archive_path) {
+                continue;
+            }
+            let real = fs::canonicalize(&host_path).map_err(read_err(&host_path))?;
+            match by_real_path.get(&real) {
+                Some(first) => plan.add(&archive_path, Node::Symlink(first.clone())),
+                None => {
+                    by_real_path.insert(real, archive_path.clone());
+                    plan.add(
+                        &archive_path,
+                        Node::File {
+                            perm: 0o755,
+                            source: Source::Host(host_path.clone()),
+                        },
+                    );
+                    queue.push(host_path);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the plan holds besides the files: module names.
+struct Contents {
+    plan: Plan,
+    modules: Vec<String>,
+    missing_modules: Vec<String>,
+}
+
+fn plan(kernel: &GuestKernel, spec: &ApplianceSpec) -> Result<Contents, ApplianceError> {
+    let mut plan = Plan::default();
+    for d in [
+        "/proc",
+        "/sys",
+        "/dev",
+        "/tmp",
+        "/root",
+        "/run",
+        "/etc/nestlab",
+    ] {
+        plan.add(d, Node::Dir);
+    }
+    plan.add(
+        "/dev/console",
+        Node::CharDev {
+            perm: 0o600,
+            major: 5,
+            minor: 1,
+        },
+    );
+    plan.add(
+        "/dev/null",
+        Node::CharDev {
+            perm: 0o666,
+            major: 1,
+            minor: 3,
+        },
+    );
+
+    let mut by_real_path = BTreeMap::new();
+    let mut lib_dirs = BTreeSet::new();
+    let busybox = find_program("busybox", "busybox-static")?;
+    plan.add(
+        "/bin/busybox",
+        Node::File {
+            perm: 0o755,
+            source: Source::Host(busybox.clone()),
+        },
+    );
+    add_libraries(&mut plan, &busybox, &mut by_real_path, &mut lib_dirs)?;
+    for applet in probe::BUSYBOX_APPLETS {
+        plan.add(
+            &format!("/bin/{applet}"),
+            Node::Symlink("busybox".to_string()),
+        );
+    }
+    for (name, package) in PROGRAMS {
+        let path = find_program(name, package)?;
+        plan.add(
+            &format!("/usr/bin/{name}"),
+            Node::File {
+                perm: 0o755,
+                source: Source::Host(path.clone()),
+            },
+        );
+        add_libraries(&mut plan, &path, &mut by_real_path, &mut lib_dirs)?;
+    }
+    if let Some(ids) = PCI_IDS.iter().find(|p| Path::new(p).is_file()) {
+        plan.add(
+            ids,
+            Node::File {
+                perm: 0o644,
+                source: Source::Host(PathBuf::from(ids)),
+            },
+        );
+    }
+
+    let mod_err = |source| ApplianceError::Modules {
+        version: kernel.version.clone(),
+        source,
+    };
+    let index = ModuleIndex::load(&kernel.modules_dir).map_err(mod_err)?;
+    let mut chains = String::new();
+    let mut available = BTreeSet::new();
+    let mut missing = Vec::new();
+    let mut requested = BTreeSet::new();
+    for m in &spec.modules {
+        let name = kmod::normalize(m);
+        if !requested.insert(name.clone()) {
+            continue;
+        }
+        match index.chain(&name).map_err(mod_err)? {
+            None => missing.push(name),
+            Some(Chain::Builtin) => {
+                chains.push_str(&format!("{name}\n"));
+                available.insert(name);
+            }
+            Some(Chain::Files(files)) => {
+                chains.push_str(&name);
+                for f in files {
+                    let host = kernel.modules_dir.join(&f.rel_path);
+                    let mut rel = f.rel_path.to_string_lossy().into_owned();
+                    let source = if f.compression == Compression::Zstd {
+                        rel.truncate(rel.len() - ".zst".len());
+                        Source::Unzstd(host)
+                    } else {
+                        Source::Host(host)
+                    };
+                    let archive_path = format!("/lib/modules/{}/{rel}", kernel.version);
+                    chains.push_str(&format!(" {}={archive_path}", f.name));
+                    plan.add(
+                        &archive_path,
+                        Node::File {
+                            perm: 0o644,
+                            source,
+                        },
+                    );
+                    available.insert(f.name);
+                }
+                chains.push('\n');
+            }
+        }
+    }
+    plan.add(
+        probe::MODULES_FILE,
+        Node::File {
+            perm: 0o644,
+            source: Source::Bytes(chains.into_bytes()),
+        },
+    );
+    let ld_path: Vec<&str> = LIB_DIRS
+        .iter()
+        .copied()
+        .filter(|d| lib_dirs.contains(*d))
+        .collect();
+    let env = format!(
+        "LD_LIBRARY_PATH={}\nexport LD_LIBRARY_PATH\n",
+        ld_path.join(":")
+    );
+    plan.add(
+        probe::ENV_FILE,
+        Node::File {
+            perm: 0o644,
+            source: Source::Bytes(env.into_bytes()),
+        },
+    );
+    plan.add(
+        probe::CAPTURE_SCRIPT_PATH,
+        Node::File {
+            perm: 0o755,
+            source: Source::Bytes(probe::capture_script().into_bytes()),
+        },
+    );
+    plan.add(
+        "/init",
+        Node::File {
+            perm: 0o755,
+            source: Source::Bytes(probe::init_script().into_bytes()),
+        },
+    );
+    Ok(Contents {
+        plan,
+        modules: available.into_iter().collect(),
+        missing_modules: missing,
+    })
+}
+
+/// Feeds a length-prefixed field to the hash (so fields cannot run into
+/// each other).
+fn field(h: &mut Sha256, b: &[u8]) {
+    h.update((b.len() as u64).to_le_bytes());
+    h.update(b);
+}
+
+/// A host file as hashed: real path, size, modification time. Reading the
+/// metadata, not the bytes, keeps a cache hit instant; package upgrades
+/// change size or mtime.
+fn file_identity(h: &mut Sha256, path: &Path) -> Result<(), ApplianceError> {
+    let real = fs::canonicalize(path).map_err(read_err(path))?;
+    let meta = fs::metadata(&real).map_err(read_err(path))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    field(h, real.as_os_str().as_encoded_bytes());
+    field(h, &meta.len().to_le_bytes());
+    field(h, &mtime.as_nanos().to_le_bytes());
+    Ok(())
+}
+
+fn hash(kernel: &GuestKernel, plan: &Plan) -> Result<String, ApplianceError> {
+    let mut h = Sha256::new();
+    field(&mut h, b"nestlab appliance");
+    field(&mut h, VERSION.as_bytes());
+    file_identity(&mut h, &kernel.vmlinuz)?;
+    field(&mut h, kernel.version.as_bytes());
+    for (path, node) in &plan.entries {
+        field(&mut h, path.as_bytes());
+        match node {
+            Node::Dir => field(&mut h, b"dir"),
+            Node::Symlink(target) => {
+                field(&mut h, b"symlink");
+                field(&mut h, target.as_bytes());
+            }
+            Node::CharDev { perm, major, minor } => {
+                field(&mut h, b"chardev");
+                field(&mut h, format!("{perm:o} {major} {minor}").as_bytes());
+            }
+            Node::File { perm, source } => {
+                field(&mut h, format!("file {perm:o}").as_bytes());
+                match source {
+                    Source::Host(p) => {
+                        field(&mut h, b"host");
+                        file_identity(&mut h, p)?;
+                    }
+                    Source::Unzstd(p) => {
+                        field(&mut h, b"unzstd");
+                        file_identity(&mut h, p)?;
+                    }
+                    Source::Bytes(b) => {
+                        field(&mut h, b"bytes");
+                        field(&mut h, b);
+                    }
+                }
+            }
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn load(source: &Source) -> Result<Vec<u8>, ApplianceError> {
+    match source {
+        Source::Host(p) => fs::read(p).map_err(read_err(p)),
+        Source::Bytes(b) => Ok(b.clone()),
+        Source::Unzstd(p) => {
+            let fail = |detail: String| ApplianceError::Decompress {
+                path: p.clone(),
+                tool: "zstd".into(),
+                detail,
+            };
+            let out = std::process::Command::new("zstd")
+                .arg("-dcq")
+                .arg("--")
+                .arg(p)
+                .output()
+                .map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        fail("zstd is not installed (apt-get install zstd)".into())
+                    } else {
+                        fail(e.to_string())
+                    }
+                })?;
+            if !out.status.success() {
+                return Err(fail(
+                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                ));
+            }
+            Ok(out.stdout)
+        }
+    }
+}
+
+/// Writes the initramfs; returns its size and the manifest text.
+fn write_initrd(plan: &Plan, path: &Path) -> Result<(u64, String), ApplianceError> {
+    let file = fs::File::create(path).map_err(write_err(path))?;
+    let mut w = CpioWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let mut manifest = String::new();
+    for (p, node) in &plan.entries {
+        let result = match node {
+            Node::Dir => {
+                manifest.push_str(&format!("d 0755 {:>9} {p}\n", ""));
+                w.dir(p, 0o755)
+            }
+            Node::Symlink(target) => {
+                manifest.push_str(&format!("l 0777 {:>9} {p} -> {target}\n", ""));
+                w.symlink(p, target)
+            }
+            Node::CharDev { perm, major, minor } => {
+                manifest.push_str(&format!("c {perm:04o} {:>9} {p} ({major}:{minor})\n", ""));
+                w.char_dev(p, *perm, *major, *minor)
+            }
+            Node::File { perm, source } => {
+                let data = load(source)?;
+                let from = match source {
+                    Source::Host(h) => format!(" <- {}", h.display()),
+                    Source::Unzstd(h) => format!(" <- zstd -dc {}", h.display()),
+                    Source::Bytes(_) => String::new(),
+                };
+                manifest.push_str(&format!("f {perm:04o} {:>9} {p}{from}\n", data.len()));
+                w.file(p, *perm, &data)
+            }
+        };
+        result.map_err(write_err(path))?;
+    }
+    let size = w.written();
+    let buf = w.finish().map_err(write_err(path))?;
+    let file = buf.into_inner().map_err(|e| ApplianceError::Write {
+        path: path.to_path_buf(),
+        source: e.into_error(),
+    })?;
+    file.sync_all().map_err(write_err(path))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(size);
+    Ok((size, manifest))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), ApplianceError> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(write_err(path))
+}
+
+/// Creates `dir` and any missing parents, each 0755.
+fn ensure_dir(dir: &Path) -> Result<(), ApplianceError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .collect();
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => set_mode(d, 0o755)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(ApplianceError::Write {
+                    path: d.to_path_buf(),
+                    source: e,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes temporary build directories older than an hour (left by a
+/// crashed build); errors are ignored, they are only litter.
+fn sweep_stale(appliances: &Path) {
+    let Ok(rd) = fs::read_dir(appliances) else {
+        return;
+    };
+    for e in rd.filter_map(Result::ok) {
+        let stale = e.file_name().to_string_lossy().starts_with(".tmp-")
+            && e.metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+        if stale {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Builds the probe appliance for `spec`, or finds it in the cache.
+///
+/// # Errors
+/// [`ApplianceError`] naming the kernel, module, program, library or path
+/// at fault, and what to do about it.
+pub fn build(spec: &ApplianceSpec) -> Result<Appliance, ApplianceError> {
+    let env = HostEnv::current();
+    let cache = match &spec.cache_dir {
+        Some(c) => c.clone(),
+        None => env.cache_dir()?,
+    };
+    let kernel = locate(spec, &env, &cache)?;
+    build_with(spec, kernel, &cache)
+}
+
+fn build_with(
+    spec: &ApplianceSpec,
+    kernel: GuestKernel,
+    cache: &Path,
+) -> Result<Appliance, ApplianceError> {
+    let contents = plan(&kernel, spec)?;
+    let hash = hash(&kernel, &contents.plan)?;
+    let appliances = cache.join("appliance");
+    let dir = appliances.join(&hash);
+    let initrd = dir.join("initrd.img");
+    let vmlinuz = dir.join("vmlinuz");
+    let mut appliance = Appliance {
+        kernel: vmlinuz.clone(),
+        initrd: initrd.clone(),
+        kernel_version: kernel.version.clone(),
+        modules: contents.modules,
+        missing_modules: contents.missing_modules,
+        hash: hash.clone(),
+        cached: true,
+        dir: dir.clone(),
+        source: kernel,
+        initrd_size: 0,
+    };
+    if initrd.is_file() && vmlinuz.is_file() {
+        appliance.initrd_size = fs::metadata(&initrd).map_err(read_err(&initrd))?.len();
+        return Ok(appliance);
+    }
+    ensure_dir(&appliances)?;
+    sweep_stale(&appliances);
+    let tmp = appliances.join(format!(
+        ".tmp-{}-{}-{}",
+        &hash[..16],
+        std::process::id(),
+        probe::Nonce::generate()
+    ));
+    let result = fill(&tmp, &contents.plan, &appliance.source);
+    let size = match result {
+        Ok(size) => size,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    appliance.initrd_size = size;
+    appliance.cached = false;
+    if let Err(e) = fs::rename(&tmp, &dir) {
+        let _ = fs::remove_dir_all(&tmp);
+        // Another build of the same inputs got there first: use its entry.
+        if !(initrd.is_file() && vmlinuz.is_file()) {
+            return Err(ApplianceError::Write {
+                path: dir,
+                source: e,
+            });
+        }
+    }
+    Ok(appliance)
+}
+
+/// Writes a complete entry into the (new) directory `tmp`.
+fn fill(tmp: &Path, plan: &Plan, kernel: &GuestKernel) -> Result<u64, ApplianceError> {
+    fs::create_dir(tmp).map_err(write_err(tmp))?;
+    set_mode(tmp, 0o755)?;
+    let initrd = tmp.join("initrd.img");
+    let (size, manifest) = write_initrd(plan, &initrd)?;
+    set_mode(&initrd, 0o644)?;
+    let vmlinuz = tmp.join("vmlinuz");
+    fs::copy(&kernel.vmlinuz, &vmlinuz).map_err(write_err(&vmlinuz))?;
+    set_mode(&vmlinuz, 0o644)?;
+    fs::File::open(&vmlinuz)
+        .and_then(|f| f.sync_all())
+        .map_err(write_err(&vmlinuz))?;
+    let manifest_path = tmp.join("manifest.txt");
+    let header = format!(
+        "# nestlab {VERSION} probe appliance\n# kernel {} ({}, from {})\n# modules {}\n# initrd {size} bytes, uncompressed newc cpio\n",
+        kernel.version,
+        kernel.vmlinuz.display(),
+        kernel.origin,
+        kernel.modules_dir.display(),
+    );
+    let mut f = fs::File::create(&manifest_path).map_err(write_err(&manifest_path))?;
+    f.write_all(header.as_bytes())
+        .and_then(|()| f.write_all(manifest.as_bytes()))
+        .and_then(|()| f.sync_all())
+        .map_err(write_err(&manifest_path))?;
+    set_mode(&manifest_path, 0o644)?;
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "nestlab-appl-{tag}-{}-{}",
+            std::process::id(),
+            probe::Nonce::generate()
+        ));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A fake `dpkg -x` kernel tree: root/boot/vmlinuz-<v>, root/lib/modules/<v>.
+    fn fake_kernel(root: &Path, version: &str) -> PathBuf {
+        fs::create_dir_all(root.join("boot")).unwrap();
+        fs::create_dir_all(root.join("lib/modules").join(version)).unwrap();
+        let k = root.join("boot").join(format!("vmlinuz-{version}"));
+        fs::write(&k, b"kernel").unwrap();
+        k
+    }
+
+    fn env_for(dir: &Path) -> HostEnv {
+        HostEnv {
+            release: Some("9.9.9-host".into()),
+            boot_dir: dir.join("hostboot"),
+            lib_modules: dir.join("hostlib"),
+            ..HostEnv::default()
+        }
+    }
+
+    #[test]
+    fn cache_dir_order() {
+        let mut env = HostEnv {
+            home: Some("/home/u".into()),
+            ..HostEnv::default()
+        };
+        assert_eq!(
+            env.cache_dir().unwrap(),
+            Path::new("/home/u/.cache/nestlab")
+        );
+        env.xdg_cache = Some("/x".into());
+        assert_eq!(env.cache_dir().unwrap(), Path::new("/x/nestlab"));
+        env.root = true;
+        assert_eq!(env.cache_dir().unwrap(), Path::new("/var/cache/nestlab"));
+        env.cache = Some("/c".into());
+        assert_eq!(env.cache_dir().unwrap(), Path::new("/c"));
+        assert!(matches!(
+            HostEnv::default().cache_dir(),
+            Err(ApplianceError::NoCacheDir)
+        ));
+    }
+
+    #[test]
+    fn kernel_source_order() {
+        let d = tmp("locate");
+        let cache = d.join("cache");
+        let mut env = env_for(&d);
+        let spec = ApplianceSpec::default();
+        // Nothing at all.
+        let e = locate(&spec, &env, &cache).unwrap_err();
+        assert!(matches!(e, ApplianceError::NoKernel { .. }));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("vmlinuz-9.9.9-host") && msg.contains("./dev setup"),
+            "{msg}"
+        );
+        // The cache: newest version wins.
+        fake_kernel(&cache.join("kernel"), "6.1.0-9-amd64");
+        fake_kernel(&cache.join("kernel"), "6.1.0-10-amd64");
+        let k = locate(&spec, &env, &cache).unwrap();
+        assert_eq!(
+            (k.origin, k.version.as_str()),
+            (KernelOrigin::Cache, "6.1.0-10-amd64")
+        );
+        assert_eq!(
+            k.modules_dir,
+            cache.join("kernel/lib/modules/6.1.0-10-amd64")
+        );
+        // The host's kernel beats the cache.
+        fs::create_dir_all(env.lib_modules.join("9.9.9-host")).unwrap();
+        fs::create_dir_all(&env.boot_dir).unwrap();
+        fs::write(env.boot_dir.join("vmlinuz-9.9.9-host"), b"k").unwrap();
+        let k = locate(&spec, &env, &cache).unwrap();
+        assert_eq!(
+            (k.origin, k.version.as_str()),
+            (KernelOrigin::Host, "9.9.9-host")
+        );
+        // $NESTLAB_KERNEL beats the host; its modules are derived from the tree.
+        let envk = fake_kernel(&d.join("envtree"), "5.10.0-1-amd64");
+        env.kernel = Some(envk.clone());
+        let k = locate(&spec, &env, &cache).unwrap();
+        assert_eq!(
+            (k.origin, k.modules_dir.clone()),
+            (
+                KernelOrigin::Env,
+                d.join("envtree/lib/modules/5.10.0-1-amd64")
+            )
+        );
+        // An explicit kernel beats everything; a missing one is an error, not a fallback.
+        let spec2 = ApplianceSpec {
+            kernel: Some(d.join("nope/vmlinuz-1")),
+            ..ApplianceSpec::default()
+        };
+        let e = locate(&spec2, &env, &cache).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ApplianceError::KernelMissing {
+                    origin: KernelOrigin::Explicit,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // A kernel without a version in its name needs --modules.
+        fs::write(d.join("bzImage"), b"k").unwrap();
+        let spec3 = ApplianceSpec {
+            kernel: Some(d.join("bzImage")),
+            ..ApplianceSpec::default()
+        };
+        assert!(matches!(
+            locate(&spec3, &env, &cache),
+            Err(ApplianceError::NoKernelVersion(_))
+        ));
+        let spec4 = ApplianceSpec {
+            modules_dir: Some(env.lib_modules.join("9.9.9-host")),
+            ..spec3
+        };
+        let k = locate(&spec4, &env, &cache).unwrap();
+        assert_eq!(
+            (k.origin, k.version.as_str()),
+            (KernelOrigin::Explicit, "9.9.9-host")
+        );
+        // A missing modules directory says which.
+        let k5 = fake_kernel(&d.join("t5"), "4.0");
+        fs::remove_dir_all(d.join("t5/lib")).unwrap();
+        let spec5 = ApplianceSpec {
+            kernel: Some(k5),
+            ..ApplianceSpec::default()
+        };
+        let e = locate(&spec5, &env, &cache).unwrap_err();
+        assert!(matches!(e, ApplianceError::ModulesDirMissing { .. }));
+        assert!(e.to_string().contains("t5/lib/modules/4.0"), "{e}");
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn version_ordering() {
+        let mut v = vec![
+            "6.1.0-10-amd64",
+            "6.1.0-9-amd64",
+            "6.10.0-1-amd64",
+            "6.2.0-1-amd64",
+        ];
+        v.sort_by_key(|s| version_key(s));
+        assert_eq!(
+            v,
+            [
+                "6.1.0-9-amd64",
+                "6.1.0-10-amd64",
+                "6.2.0-1-amd64",
+                "6.10.0-1-amd64"
+            ]
+        );
+    }
+
+    #[test]
+    fn plan_adds_parents_first_and_keeps_first() {
+        let mut p = Plan::default();
+        p.add("/a/b/c", Node::Symlink("x".into()));
+        p.add("/a/b/c", Node::Dir);
+        let keys: Vec<&str> = p.entries.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["/a", "/a/b", "/a/b/c"]);
+        assert!(matches!(p.entries["/a/b/c"], Node::Symlink(_)));
+    }
+
+    /// The real thing, when this host has the Debian kernel `./dev setup`
+    /// fetches and the host tools: builds, checks contents, builds again
+    /// from the cache.
+    #[test]
+    fn builds_from_the_dev_kernel() {
+        let root = Path::new("/var/cache/nestlab/kernel");
+        let Some(k) = fs::read_dir(root.join("boot")).ok().and_then(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| version_from_name(p).is_some())
+        }) else {
+            return;
+        };
+        if !Path::new("/bin/busybox").exists() || find_program("lspci", "").is_err() {
+            return;
+        }
+        let cache = tmp("build");
+        let spec = ApplianceSpec {
+            kernel: Some(k),
+            cache_dir: Some(cache.clone()),
+            ..ApplianceSpec::default()
+        };
+        let a = build(&spec).unwrap();
+        assert!(!a.cached);
+        for m in [
+            "igb",
+            "dca",
+            "i2c_algo_bit",
+            "kvm",
+            "kvm_amd",
+            "ccp",
+            "vfio_pci",
+            "vfio_iommu_type1",
+        ] {
+            assert!(
+                a.modules.iter().any(|x| x == m),
+                "{m} not in {:?}",
+                a.modules
+            );
+        }
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&a.dir), 0o755);
+        assert_eq!(mode(&a.initrd), 0o644);
+        assert_eq!(mode(&a.kernel), 0o644);
+        let manifest = fs::read_to_string(a.dir.join("manifest.txt")).unwrap();
+        for needle in [
+            "/init",
+            "/bin/busybox",
+            "/usr/bin/lspci",
+            "/usr/bin/numactl",
+            "/lib64/ld-linux-x86-64.so.2",
+            "/etc/nestlab/modules",
+            "igb.ko",
+        ] {
+            assert!(
+                manifest.contains(needle),
+                "{needle} missing from manifest:\n{manifest}"
+            );
+        }
+        let again = build(&spec).unwrap();
+        assert!(again.cached);
+        assert_eq!(again.hash, a.hash);
+        assert_eq!(again.initrd_size, a.initrd_size);
+        let entries: Vec<_> = fs::read_dir(cache.join("appliance"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .collect();
+        assert_eq!(entries.len(), 1, "no temporary directory left behind");
+        let _ = fs::remove_dir_all(&cache);
+    }
+}

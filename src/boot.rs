@@ -1,1 +1,477 @@
-//! (in progress)
+//! Boot stage: the runner. Takes a resolved topology and the probe
+//! appliance to a [`Report`] by booting a transient libvirt domain.
+//!
+//! The domain is started paused, its console stream opened, then resumed,
+//! so no byte of output is missed, even against a remote libvirt URI. The
+//! runner reads until the probe's end marker (not until shutdown), with a
+//! timeout per phase (boot: until /init starts; probe: until the captures
+//! are done). A kernel panic, or the console closing because QEMU died, is
+//! noticed at once. The domain is destroyed on every path: success,
+//! failure, error, timeout, a panic in our code (a drop guard), and
+//! cancellation (the CLI drops the run's future on Ctrl-C / SIGTERM).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::appliance::Appliance;
+use crate::domain::Domain;
+use crate::expect::expect;
+use crate::libvirt::{Guest, Hypervisor, LibvirtError};
+use crate::observe::Observed;
+use crate::probe::console::{ConsoleEvent, ConsoleReader};
+use crate::probe::{Mode, Nonce, ProbeParams, SriovRequest};
+use crate::render::{render, Accel, BootSpec};
+use crate::report::{Report, Verdict};
+use crate::resolve::Topology;
+use crate::verify::verify;
+
+/// Why a run ended without a verdict from checks.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// libvirt refused or failed.
+    #[error(transparent)]
+    Libvirt(#[from] LibvirtError),
+    /// A phase took too long.
+    #[error("timed out after {secs} s in the {phase} phase ({what}){tail}")]
+    Timeout {
+        /// `boot` or `probe`.
+        phase: &'static str,
+        /// Seconds waited.
+        secs: u64,
+        /// What was awaited.
+        what: String,
+        /// Last console lines, formatted.
+        tail: String,
+    },
+    /// The guest kernel panicked.
+    #[error("the guest kernel panicked: {line}{tail}")]
+    Panic {
+        /// The panic line.
+        line: String,
+        /// Last console lines, formatted.
+        tail: String,
+    },
+    /// The console closed before the end marker: QEMU died or the guest
+    /// powered off early.
+    #[error("the guest died before the probe finished ({why}){tail}")]
+    Died {
+        /// What was seen.
+        why: String,
+        /// Last console lines, formatted.
+        tail: String,
+    },
+    /// The console output could not be turned into captures.
+    #[error("the console output is incomplete")]
+    Console(#[from] crate::probe::console::ConsoleError),
+    /// The run directory could not be written.
+    #[error("cannot write {path}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Rendering or probe parameters failed.
+    #[error("{0}")]
+    Prepare(String),
+    /// A captured file could not be parsed.
+    #[error(transparent)]
+    Observe(#[from] crate::observe::ObserveError),
+}
+
+/// Per-phase timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From resume until the appliance's /init starts.
+    pub boot: Duration,
+    /// From /init starting until the captures are done.
+    pub probe: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            boot: Duration::from_secs(180),
+            probe: Duration::from_secs(180),
+        }
+    }
+}
+
+/// How to run one profile.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Accelerator (already decided: see [`choose_accel`]).
+    pub accel: Accel,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Where the run's files go (`domain.xml`, `console.log`, `capture/`,
+    /// `report.json`). The caller owns it (a temp dir or `--out DIR/<name>`).
+    pub dir: PathBuf,
+    /// Power off after the probe, or leave a shell on the console.
+    pub mode: Mode,
+}
+
+/// What a run tells its caller as it goes (progress lines).
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// The domain was created.
+    Started {
+        /// Domain name.
+        domain: String,
+    },
+    /// The kernel reached /init.
+    KernelUp {
+        /// Seconds since start.
+        secs: f64,
+    },
+    /// A capture file is complete.
+    Captured {
+        /// File name.
+        file: String,
+    },
+    /// Shell mode: the console is the user's now.
+    ShellReady {
+        /// Domain name.
+        domain: String,
+    },
+}
+
+/// Decides the accelerator for `auto`: KVM only when /dev/kvm can be opened
+/// read-write AND the host CPU has vmx or svm; otherwise TCG. Returns the
+/// choice and why.
+pub fn choose_accel() -> (Accel, String) {
+    let kvm_ok = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = host_virt_flag(&cpuinfo);
+    match (kvm_ok, flags) {
+        (true, Some(f)) => (
+            Accel::Kvm,
+            format!("/dev/kvm is usable and the CPU has {f}"),
+        ),
+        (false, _) => (Accel::Tcg, "/dev/kvm cannot be opened read-write".into()),
+        (true, None) => (
+            Accel::Tcg,
+            "the host CPU has neither vmx nor svm (a paravirtual /dev/kvm)".into(),
+        ),
+    }
+}
+
+/// `vmx` or `svm` when /proc/cpuinfo's flags have it.
+pub fn host_virt_flag(cpuinfo: &str) -> Option<&'static str> {
+    let flags = cpuinfo.lines().find(|l| l.starts_with("flags"))?;
+    let words: Vec<&str> = flags.split_whitespace().collect();
+    if words.contains(&"vmx") {
+        Some("vmx")
+    } else if words.contains(&"svm") {
+        Some("svm")
+    } else {
+        None
+    }
+}
+
+/// The kernel modules the probe loads for a profile on this accelerator.
+pub fn modules_for(t: &Topology, accel: Accel) -> Vec<String> {
+    let mut m = Vec::new();
+    if t.devices.iter().any(|d| !d.vfs.is_empty()) {
+        m.push("igb".to_string());
+    }
+    // /dev/kvm in the guest: under TCG `-cpu max` shows svm; under KVM the
+    // guest CPU is the host's.
+    m.push("kvm".to_string());
+    let flag = match accel {
+        Accel::Tcg => Some("svm"),
+        Accel::Kvm => host_virt_flag(&fs::read_to_string("/proc/cpuinfo").unwrap_or_default()),
+    };
+    match flag {
+        Some("vmx") => m.push("kvm_intel".to_string()),
+        Some(_) => m.push("kvm_amd".to_string()),
+        None => {}
+    }
+    m
+}
+
+/// A name no other run uses: `nestlab-<profile>-<6 hex of the nonce>`.
+pub fn domain_name(profile: &str, nonce: &Nonce) -> String {
+    let id: String = nonce.as_str().chars().take(6).collect();
+    format!("nestlab-{profile}-{id}")
+}
+
+/// Renders the domain a run starts.
+///
+/// # Errors
+/// [`BootError::Prepare`] when the probe parameters cannot be written.
+pub fn prepare(
+    t: &Topology,
+    appliance: &Appliance,
+    opts: &RunOptions,
+    nonce: &Nonce,
+) -> Result<Domain, BootError> {
+    let mut params = ProbeParams::new(nonce.clone());
+    params.mode = opts.mode;
+    params.modules = modules_for(t, opts.accel);
+    params.sriov = t
+        .devices
+        .iter()
+        .filter(|d| !d.vfs.is_empty())
+        .map(|d| SriovRequest {
+            pf: d.guest_bdf,
+            num_vfs: d.vfs.len() as u16,
+        })
+        .collect();
+    let probe = params
+        .to_cmdline()
+        .map_err(|e| BootError::Prepare(e.to_string()))?;
+    let boot = BootSpec {
+        kernel: appliance.kernel.display().to_string(),
+        initrd: appliance.initrd.display().to_string(),
+        cmdline: format!("{} {probe}", crate::appliance::default_cmdline()),
+    };
+    let mut dom = render(t, opts.accel, &boot);
+    dom.name = domain_name(&t.profile.name, nonce);
+    if let Some(m) = dom.metadata.as_mut() {
+        m.nestlab.run = Some(nonce.to_string());
+    }
+    Ok(dom)
+}
+
+/// Destroys the domain when dropped, unless [`DomainGuard::destroy`] ran.
+struct DomainGuard {
+    guest: Option<Arc<dyn Guest>>,
+}
+
+impl DomainGuard {
+    async fn destroy(&mut self) -> Result<(), LibvirtError> {
+        match self.guest.take() {
+            Some(g) => tokio::task::spawn_blocking(move || g.destroy())
+                .await
+                .unwrap_or_else(|e| {
+                    Err(LibvirtError {
+                        what: "destroy".into(),
+                        message: e.to_string(),
+                    })
+                }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for DomainGuard {
+    fn drop(&mut self) {
+        if let Some(g) = self.guest.take() {
+            let _ = g.destroy();
+        }
+    }
+}
+
+fn tail_text(reader: &ConsoleReader) -> String {
+    let lines = reader.tail(15);
+    if lines.is_empty() {
+        return "\n  (the console printed nothing)".into();
+    }
+    let mut s = String::from("\n  last console lines:");
+    for l in lines {
+        s.push_str("\n  | ");
+        s.push_str(&l);
+    }
+    s
+}
+
+fn write_file(path: &Path, data: &[u8]) -> Result<(), BootError> {
+    fs::write(path, data).map_err(|source| BootError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Boots one profile and judges what its guest shows.
+///
+/// Writes `domain.xml`, `console.log`, `capture/` and `report.json` into
+/// `opts.dir`. Returns the report; errors become a report with verdict
+/// [`Verdict::Error`] and the message.
+pub async fn run_profile(
+    hv: Arc<dyn Hypervisor>,
+    t: &Topology,
+    appliance: &Appliance,
+    opts: &RunOptions,
+    progress: &(dyn Fn(&str, Progress) + Sync),
+) -> Report {
+    let start = Instant::now();
+    let name = t.profile.name.clone();
+    let mut report = match boot_and_capture(hv, t, appliance, opts, &|p| progress(&name, p)).await {
+        Ok(observed) => Report::from_checks(&name, verify(&expect(t), &observed), false),
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            Report::without_checks(&name, Verdict::Error, msg)
+        }
+    };
+    report.seconds = Some(start.elapsed().as_secs_f64());
+    let _ = fs::write(opts.dir.join("report.json"), report.to_json());
+    report
+}
+
+async fn boot_and_capture(
+    hv: Arc<dyn Hypervisor>,
+    t: &Topology,
+    appliance: &Appliance,
+    opts: &RunOptions,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Observed, BootError> {
+    let start = Instant::now();
+    let nonce = Nonce::generate();
+    let dom = prepare(t, appliance, opts, &nonce)?;
+    let xml = dom
+        .to_xml()
+        .map_err(|e| BootError::Prepare(e.to_string()))?;
+    write_file(&opts.dir.join("domain.xml"), xml.as_bytes())?;
+    let log_path = opts.dir.join("console.log");
+    let mut log = fs::File::create(&log_path).map_err(|source| BootError::Io {
+        path: log_path.clone(),
+        source,
+    })?;
+
+    let hv2 = hv.clone();
+    let guest = tokio::task::spawn_blocking(move || hv2.start_paused(&xml))
+        .await
+        .map_err(|e| BootError::Prepare(e.to_string()))??;
+    let mut guard = DomainGuard {
+        guest: Some(guest.clone()),
+    };
+    progress(Progress::Started {
+        domain: guest.name().to_string(),
+    });
+
+    let g2 = guest.clone();
+    let mut console = tokio::task::spawn_blocking(move || g2.open_console())
+        .await
+        .map_err(|e| BootError::Prepare(e.to_string()))??;
+    let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, LibvirtError>>(64);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match console.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx.blocking_send(Ok(buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    let g3 = guest.clone();
+    tokio::task::spawn_blocking(move || g3.resume())
+        .await
+        .map_err(|e| BootError::Prepare(e.to_string()))??;
+
+    let mut reader = ConsoleReader::new(&nonce);
+    let mut phase = (
+        "boot",
+        opts.timeouts.boot,
+        "waiting for the kernel to start the probe's /init",
+    );
+    let mut deadline = tokio::time::Instant::now() + phase.1;
+    let outcome: Result<(), BootError> = loop {
+        let chunk = tokio::time::timeout_at(deadline, rx.recv()).await;
+        let bytes = match chunk {
+            Err(_) => {
+                break Err(BootError::Timeout {
+                    phase: phase.0,
+                    secs: phase.1.as_secs(),
+                    what: phase.2.into(),
+                    tail: tail_text(&reader),
+                });
+            }
+            Ok(None) => {
+                let g = guest.clone();
+                let active = tokio::task::spawn_blocking(move || g.is_active())
+                    .await
+                    .unwrap_or(false);
+                let why = if active {
+                    "the console stream closed".to_string()
+                } else {
+                    "QEMU exited or the domain was destroyed".to_string()
+                };
+                break Err(BootError::Died {
+                    why,
+                    tail: tail_text(&reader),
+                });
+            }
+            Ok(Some(Err(e))) => {
+                break Err(BootError::Died {
+                    why: e.to_string(),
+                    tail: tail_text(&reader),
+                });
+            }
+            Ok(Some(Ok(b))) => b,
+        };
+        let _ = log.write_all(&bytes);
+        let mut finished = false;
+        for ev in reader.feed(&bytes) {
+            match ev {
+                ConsoleEvent::InitStarted => {
+                    progress(Progress::KernelUp {
+                        secs: start.elapsed().as_secs_f64(),
+                    });
+                    phase = (
+                        "probe",
+                        opts.timeouts.probe,
+                        "waiting for the probe's captures",
+                    );
+                    deadline = tokio::time::Instant::now() + phase.1;
+                }
+                ConsoleEvent::FileDone(f) => progress(Progress::Captured { file: f }),
+                ConsoleEvent::KernelPanic(line) => {
+                    return Err(BootError::Panic {
+                        line,
+                        tail: tail_text(&reader),
+                    })
+                    .inspect_err(|_| drop(log));
+                }
+                ConsoleEvent::Done if opts.mode == Mode::Probe => finished = true,
+                ConsoleEvent::ShellReady => {
+                    progress(Progress::ShellReady {
+                        domain: guest.name().to_string(),
+                    });
+                    finished = true;
+                }
+                _ => {}
+            }
+        }
+        if finished {
+            break Ok(());
+        }
+    };
+    let _ = log.flush();
+    if opts.mode == Mode::Shell && outcome.is_ok() {
+        // Leave it running for the user: disarm the guard.
+        guard.guest = None;
+    } else {
+        guard.destroy().await?;
+    }
+    outcome?;
+    let captured = reader.finish()?;
+    let dir = opts.dir.join("capture");
+    captured
+        .write_dir(&dir)
+        .map_err(|e| BootError::Prepare(e.to_string()))?;
+    Ok(Observed::from_dir(&dir)?)
+}

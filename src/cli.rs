@@ -80,23 +80,150 @@ enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Print a POSIX sh script that writes the capture directory inside any
+    /// Linux guest (`sh capture.sh DIR`), for `nestlab check --from DIR`.
+    CaptureScript,
+    /// Build (or find in the cache) the probe appliance: kernel + initramfs.
+    Appliance {
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
+    /// Boot each profile's virtual host through libvirt and verify what its
+    /// guest shows. Exit 0: all passed; 1: a check failed; 2: invalid input;
+    /// 3: infrastructure (libvirt unreachable, boot failed, timeout).
+    Run {
+        /// Profiles: paths or shipped names (default: reference).
+        profiles: Vec<String>,
+        #[command(flatten)]
+        run: RunArgs,
+        /// Keep, per profile, capture/, domain.xml, console.log and report.json here.
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+        /// Print the reports as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Write JUnit XML (one testcase per check, a suite per profile).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<std::path::PathBuf>,
+        /// Profiles to boot at once.
+        #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        jobs: u32,
+        /// List passing and skipped checks too.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Start a virtual host and leave it running with a shell on its serial
+    /// console, for interactive work. Remove it with `nestlab down`.
+    Up {
+        /// Profile: a path or a shipped name.
+        profile: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Destroy virtual hosts nestlab started (only domains carrying
+    /// nestlab's metadata are ever touched).
+    Down {
+        /// Domain name (see `nestlab down --list`).
+        name: Option<String>,
+        /// Every nestlab domain.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+        /// Only list nestlab's domains.
+        #[arg(long, conflicts_with_all = ["name", "all"])]
+        list: bool,
+        /// libvirt URI (default: qemu:///system as root, else qemu:///session).
+        #[arg(long, short = 'c', env = "NESTLAB_CONNECT")]
+        connect: Option<String>,
+    },
+    /// What this host can run, and what to do about what it cannot.
+    Doctor {
+        /// libvirt URI (default: qemu:///system as root, else qemu:///session).
+        #[arg(long, short = 'c', env = "NESTLAB_CONNECT")]
+        connect: Option<String>,
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
+}
+
+/// Where the guest kernel comes from.
+#[derive(clap::Args, Clone)]
+pub(crate) struct KernelArgs {
+    /// Guest kernel image (default: $NESTLAB_KERNEL, the host's
+    /// /boot/vmlinuz-$(uname -r), else the one ./dev setup fetched).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) kernel: Option<std::path::PathBuf>,
+    /// The kernel's modules directory (/lib/modules/<version>).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) modules: Option<std::path::PathBuf>,
+}
+
+/// Options shared by `run` and `up`.
+#[derive(clap::Args, Clone)]
+pub(crate) struct RunArgs {
+    /// libvirt URI (default: qemu:///system as root, else qemu:///session).
+    #[arg(long, short = 'c', env = "NESTLAB_CONNECT")]
+    pub(crate) connect: Option<String>,
+    /// auto (KVM when /dev/kvm is usable and the CPU has vmx/svm, else TCG), kvm or tcg.
+    #[arg(long, default_value = "auto")]
+    pub(crate) accel: String,
+    /// Seconds to wait for the guest kernel to reach the probe.
+    #[arg(long, default_value_t = 180)]
+    pub(crate) boot_timeout: u64,
+    /// Seconds to wait for the probe's captures once it started.
+    #[arg(long, default_value_t = 180)]
+    pub(crate) probe_timeout: u64,
+    #[command(flatten)]
+    pub(crate) kernel: KernelArgs,
 }
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Xml { profile, accel, kernel, initrd } => cmd_xml(&profile, accel, kernel, initrd),
+        Command::Xml {
+            profile,
+            accel,
+            kernel,
+            initrd,
+        } => cmd_xml(&profile, accel, kernel, initrd),
         Command::Validate { profiles } => cmd_validate(&profiles),
         Command::Profiles => cmd_profiles(),
         Command::Expect { profile, json } => cmd_expect(&profile, json),
-        Command::Check { profile, from, json, require_all, verbose } => cmd_check(&profile, &from, json, require_all, verbose),
+        Command::Check {
+            profile,
+            from,
+            json,
+            require_all,
+            verbose,
+        } => cmd_check(&profile, &from, json, require_all, verbose),
+        Command::CaptureScript => {
+            print!("{}", nestlab::probe::capture_script());
+            EXIT_OK
+        }
+        Command::Appliance { kernel } => cmd_appliance(&kernel),
+        Command::Run {
+            profiles,
+            run,
+            out,
+            json,
+            junit,
+            jobs,
+            verbose,
+        } => crate::run::cmd_run(profiles, &run, out, json, junit, jobs, verbose),
+        Command::Up { profile, run } => crate::run::cmd_up(&profile, &run),
+        Command::Down {
+            name,
+            all,
+            list,
+            connect,
+        } => crate::run::cmd_down(name, all, list, connect),
+        Command::Doctor { connect, kernel } => crate::doctor::cmd_doctor(connect, &kernel),
     };
     ExitCode::from(code)
 }
 
 /// Prints an error with its whole source chain, once.
-fn print_error(err: &dyn std::error::Error) {
+pub(crate) fn print_error(err: &dyn std::error::Error) {
     let mut msg = format!("error: {err}");
     let mut source = err.source();
     while let Some(s) = source {
@@ -142,7 +269,7 @@ fn cmd_validate(profiles: &[String]) -> u8 {
 
 /// Loads, validates and resolves a profile; prints the error and returns
 /// [`EXIT_INVALID`] when it cannot.
-fn load_topology(profile: &str) -> Result<resolve::Topology, u8> {
+pub(crate) fn load_topology(profile: &str) -> Result<resolve::Topology, u8> {
     let p = load_profile_arg(profile).map_err(|e| {
         print_error(&e);
         EXIT_INVALID
@@ -155,11 +282,52 @@ fn load_topology(profile: &str) -> Result<resolve::Topology, u8> {
 
 fn cmd_profiles() -> u8 {
     for (name, text) in SHIPPED {
-        let desc = load_profile_arg(name).ok().and_then(|p| p.description).unwrap_or_default();
+        let desc = load_profile_arg(name)
+            .ok()
+            .and_then(|p| p.description)
+            .unwrap_or_default();
         let _ = text;
         println!("{name:<12} {desc}");
     }
     EXIT_OK
+}
+
+fn cmd_appliance(k: &KernelArgs) -> u8 {
+    match build_appliance(k) {
+        Ok(a) => {
+            println!("kernel  {}", a.kernel.display());
+            println!("initrd  {}", a.initrd.display());
+            println!(
+                "version {} ({} KiB initramfs, {})",
+                a.kernel_version,
+                a.initrd_size / 1024,
+                if a.cached { "cached" } else { "built" }
+            );
+            println!("modules {}", a.modules.join(" "));
+            if !a.missing_modules.is_empty() {
+                println!(
+                    "missing {} (this kernel does not ship them)",
+                    a.missing_modules.join(" ")
+                );
+            }
+            EXIT_OK
+        }
+        Err(code) => code,
+    }
+}
+
+/// Builds or finds the probe appliance; prints the error and returns
+/// [`EXIT_INFRA`] when it cannot.
+pub(crate) fn build_appliance(k: &KernelArgs) -> Result<nestlab::appliance::Appliance, u8> {
+    let spec = nestlab::appliance::ApplianceSpec {
+        kernel: k.kernel.clone(),
+        modules_dir: k.modules.clone(),
+        ..Default::default()
+    };
+    nestlab::appliance::build(&spec).map_err(|e| {
+        print_error(&e);
+        EXIT_INFRA
+    })
 }
 
 fn cmd_expect(profile: &str, json: bool) -> u8 {
@@ -174,28 +342,72 @@ fn cmd_expect(profile: &str, json: bool) -> u8 {
     }
     println!("profile {}", e.profile);
     for (n, row) in e.nodes.iter().zip(&e.distances) {
-        let d = row.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" ");
-        println!("  node {}: CPUs {:<8} memory {:<12} distances {d}", n.id, n.cpus.to_string(), n.memory.to_string());
+        let d = row
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "  node {}: CPUs {:<8} memory {:<12} distances {d}",
+            n.id,
+            n.cpus.to_string(),
+            n.memory.to_string()
+        );
     }
     for x in &e.expanders {
-        println!("  expander: root bus [0000:{}] (busNr {}) on node {}, pxb-pcie [{}] at {}", x.bus, x.bus.0, x.node, x.pci_id, x.pxb.short());
+        println!(
+            "  expander: root bus [0000:{}] (busNr {}) on node {}, pxb-pcie [{}] at {}",
+            x.bus,
+            x.bus.0,
+            x.node,
+            x.pci_id,
+            x.pxb.short()
+        );
     }
     for d in &e.devices {
-        let node = d.node.map(|n| format!("node {n}")).unwrap_or_else(|| "no node".into());
+        let node = d
+            .node
+            .map(|n| format!("node {n}"))
+            .unwrap_or_else(|| "no node".into());
         let kind = match d.kind {
             nestlab::expect::DeviceKind::RootPort => "root port".to_string(),
             nestlab::expect::DeviceKind::Nic(m) => format!("{} {m}", d.id),
             nestlab::expect::DeviceKind::Vf => format!("{} VF", d.id),
         };
-        let vfs = if d.vfs > 0 { format!(", {} VFs", d.vfs) } else { String::new() };
-        println!("  {}  [{}]  {:<16} {node}{vfs}", d.bdf.short(), d.pci_id, kind);
+        let vfs = if d.vfs > 0 {
+            format!(", {} VFs", d.vfs)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {}  [{}]  {:<16} {node}{vfs}",
+            d.bdf.short(),
+            d.pci_id,
+            kind
+        );
     }
-    println!("  iommu: {}", if e.iommu { "active; every device behind a root port alone in its IOMMU group" } else { "none" });
-    println!("  /dev/kvm: {}", if e.kvm { "present" } else { "not required" });
+    println!(
+        "  iommu: {}",
+        if e.iommu {
+            "active; every device behind a root port alone in its IOMMU group"
+        } else {
+            "none"
+        }
+    );
+    println!(
+        "  /dev/kvm: {}",
+        if e.kvm { "present" } else { "not required" }
+    );
     EXIT_OK
 }
 
-fn cmd_check(profile: &str, from: &std::path::Path, json: bool, require_all: bool, verbose: bool) -> u8 {
+fn cmd_check(
+    profile: &str,
+    from: &std::path::Path,
+    json: bool,
+    require_all: bool,
+    verbose: bool,
+) -> u8 {
     let t = match load_topology(profile) {
         Ok(t) => t,
         Err(code) => return code,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::resolve::Topology;
-use crate::types::{Bdf, Bytes, BusNr, CpuSet, NodeId, PciId};
+use crate::types::{Bdf, BusNr, Bytes, CpuSet, NodeId, PciId};
 use crate::validate::{NicModel, IGB_VF_ID};
 
 /// PCI id of QEMU's pxb-pcie (the expander's host bridge on bus 0).
@@ -119,11 +119,25 @@ pub fn expect(t: &Topology) -> Expected {
             None => (0..n).map(|j| if i == j { 10 } else { 20 }).collect(),
         })
         .collect();
-    let nodes = p.nodes.iter().map(|n| ExpectedNode { id: n.id, cpus: n.cpus.clone(), memory: n.memory }).collect();
+    let nodes = p
+        .nodes
+        .iter()
+        .map(|n| ExpectedNode {
+            id: n.id,
+            cpus: n.cpus.clone(),
+            memory: n.memory,
+        })
+        .collect();
     let expanders = t
         .expanders
         .iter()
-        .map(|x| ExpectedExpander { bus: x.bus, last_bus: x.last_bus(), node: x.node, pxb: x.guest_bdf(), pci_id: PXB_PCIE_ID })
+        .map(|x| ExpectedExpander {
+            bus: x.bus,
+            last_bus: x.last_bus(),
+            node: x.node,
+            pxb: x.guest_bdf(),
+            pci_id: PXB_PCIE_ID,
+        })
         .collect();
 
     let mut devices: BTreeMap<Bdf, ExpectedDevice> = BTreeMap::new();
@@ -202,7 +216,13 @@ mod tests {
         let e = expect(&crate::resolve::resolve(&p).unwrap());
         assert_eq!(e.nodes.len(), 3);
         assert_eq!(e.distances[1], vec![20, 10, 20]);
-        assert_eq!(e.expanders.iter().map(|x| x.bus.to_string()).collect::<Vec<_>>(), ["b4", "c8", "dc"]);
+        assert_eq!(
+            e.expanders
+                .iter()
+                .map(|x| x.bus.to_string())
+                .collect::<Vec<_>>(),
+            ["b4", "c8", "dc"]
+        );
         assert_eq!(e.devices.len(), 18);
         let nic8 = e.devices.iter().find(|d| d.id == "nic8").unwrap();
         assert_eq!(nic8.bdf.short(), "df:00.0");
@@ -215,7 +235,12 @@ mod tests {
     fn sriov_view_has_vfs() {
         let p = crate::parse::load_profile_arg("sriov").unwrap();
         let e = expect(&crate::resolve::resolve(&p).unwrap());
-        let vfs: Vec<_> = e.devices.iter().filter(|d| d.kind == DeviceKind::Vf).map(|d| d.bdf.short()).collect();
+        let vfs: Vec<_> = e
+            .devices
+            .iter()
+            .filter(|d| d.kind == DeviceKind::Vf)
+            .map(|d| d.bdf.short())
+            .collect();
         assert_eq!(vfs, ["c9:10.0", "c9:10.2", "c9:10.4", "c9:10.6"]);
     }
 }

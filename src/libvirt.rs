@@ -24,7 +24,10 @@ pub struct LibvirtError {
 
 fn lerr(what: impl Into<String>) -> impl FnOnce(virt::error::Error) -> LibvirtError {
     let what = what.into();
-    move |e| LibvirtError { what, message: e.message().to_string() }
+    move |e| LibvirtError {
+        what,
+        message: e.message().to_string(),
+    }
 }
 
 /// A domain nestlab created (it carries nestlab's metadata namespace).
@@ -112,7 +115,10 @@ impl Libvirt {
     /// When the daemon cannot be reached.
     pub fn connect(uri: &str) -> Result<Libvirt, LibvirtError> {
         let conn = Connect::open(Some(uri)).map_err(lerr(format!("cannot connect to {uri}")))?;
-        Ok(Libvirt { conn, uri: uri.to_string() })
+        Ok(Libvirt {
+            conn,
+            uri: uri.to_string(),
+        })
     }
 
     /// The URI connected to.
@@ -156,7 +162,10 @@ impl Guest for LibvirtGuest {
         Ok(Box::new(LibvirtConsole { stream }))
     }
     fn resume(&self) -> Result<(), LibvirtError> {
-        self.dom.resume().map(|_| ()).map_err(lerr(format!("cannot resume {}", self.name)))
+        self.dom
+            .resume()
+            .map(|_| ())
+            .map_err(lerr(format!("cannot resume {}", self.name)))
     }
     fn is_active(&self) -> bool {
         self.dom.is_active().unwrap_or(false)
@@ -173,41 +182,62 @@ impl Guest for LibvirtGuest {
 impl Hypervisor for Libvirt {
     fn start_paused(&self, xml: &str) -> Result<Arc<dyn Guest>, LibvirtError> {
         // VIR_DOMAIN_START_PAUSED = 1
-        let dom = Domain::create_xml(&self.conn, xml, 1).map_err(lerr("libvirt cannot start the domain"))?;
+        let dom = Domain::create_xml(&self.conn, xml, 1)
+            .map_err(lerr("libvirt cannot start the domain"))?;
         let name = dom.get_name().unwrap_or_else(|_| "?".into());
-        Ok(Arc::new(LibvirtGuest { conn: self.conn.clone(), dom, name }))
+        Ok(Arc::new(LibvirtGuest {
+            conn: self.conn.clone(),
+            dom,
+            name,
+        }))
     }
 
     fn owned_domains(&self) -> Result<Vec<OwnedDomain>, LibvirtError> {
-        let doms = self.conn.list_all_domains(0).map_err(lerr("cannot list domains"))?;
+        let doms = self
+            .conn
+            .list_all_domains(0)
+            .map_err(lerr("cannot list domains"))?;
         Ok(doms
             .iter()
             .filter_map(|d| {
                 let metadata = Self::is_owned(d)?;
-                Some(OwnedDomain { name: d.get_name().ok()?, metadata, active: d.is_active().unwrap_or(false) })
+                Some(OwnedDomain {
+                    name: d.get_name().ok()?,
+                    metadata,
+                    active: d.is_active().unwrap_or(false),
+                })
             })
             .collect())
     }
 
     fn remove_owned(&self, name: &str) -> Result<bool, LibvirtError> {
-        let dom = Domain::lookup_by_name(&self.conn, name).map_err(lerr(format!("no domain '{name}'")))?;
+        let dom = Domain::lookup_by_name(&self.conn, name)
+            .map_err(lerr(format!("no domain '{name}'")))?;
         if Self::is_owned(&dom).is_none() {
             return Ok(false);
         }
         if dom.is_active().unwrap_or(false) {
-            dom.destroy().map_err(lerr(format!("cannot destroy {name}")))?;
+            dom.destroy()
+                .map_err(lerr(format!("cannot destroy {name}")))?;
         }
         // A persistent definition (nestlab never makes one, but a user may
         // have defined our XML): remove it too.
         if dom.is_persistent().unwrap_or(false) {
-            dom.undefine().map_err(lerr(format!("cannot undefine {name}")))?;
+            dom.undefine()
+                .map_err(lerr(format!("cannot undefine {name}")))?;
         }
         Ok(true)
     }
 
     fn versions(&self) -> Result<(String, String), LibvirtError> {
-        let lib = self.conn.get_lib_version().map_err(lerr("cannot read the libvirt version"))?;
-        let hyp = self.conn.get_hyp_version().map_err(lerr("cannot read the hypervisor version"))?;
+        let lib = self
+            .conn
+            .get_lib_version()
+            .map_err(lerr("cannot read the libvirt version"))?;
+        let hyp = self
+            .conn
+            .get_hyp_version()
+            .map_err(lerr("cannot read the hypervisor version"))?;
         Ok((version_string(lib), version_string(hyp)))
     }
 }

@@ -106,7 +106,11 @@ pub fn parse_str(text: &str, origin: &str) -> Result<ProfileFile, ProfileError> 
             }
             None => (None, None),
         };
-        let field = if path.is_empty() || path == "." { None } else { Some(path) };
+        let field = if path.is_empty() || path == "." {
+            None
+        } else {
+            Some(path)
+        };
         ProfileError::Syntax(SyntaxError {
             origin: origin.to_string(),
             field,
@@ -140,7 +144,10 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// [`ProfileError::Syntax`] or [`ProfileError::Invalid`].
 pub fn load_profile_str(text: &str, origin: &str) -> Result<Profile, ProfileError> {
     let file = parse_str(text, origin)?;
-    validate::validate(&file, text).map_err(|errors| ProfileError::Invalid { origin: origin.to_string(), errors })
+    validate::validate(&file, text).map_err(|errors| ProfileError::Invalid {
+        origin: origin.to_string(),
+        errors,
+    })
 }
 
 /// Reads, parses and validates a profile file.
@@ -148,16 +155,23 @@ pub fn load_profile_str(text: &str, origin: &str) -> Result<Profile, ProfileErro
 /// # Errors
 /// Any [`ProfileError`].
 pub fn load_profile_file(path: &Path) -> Result<Profile, ProfileError> {
-    let read_err = |source| ProfileError::Read { path: path.to_path_buf(), source };
+    let read_err = |source| ProfileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = std::fs::metadata(path).map_err(read_err)?;
     if meta.is_dir() {
         return Err(read_err(std::io::Error::other("is a directory")));
     }
     if meta.len() > MAX_PROFILE_BYTES {
-        return Err(ProfileError::TooLarge { path: path.to_path_buf(), size: meta.len() });
+        return Err(ProfileError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+        });
     }
     let bytes = std::fs::read(path).map_err(read_err)?;
-    let text = String::from_utf8(bytes).map_err(|_| ProfileError::NotText(path.display().to_string()))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| ProfileError::NotText(path.display().to_string()))?;
     load_profile_str(&text, &path.display().to_string())
 }
 
@@ -192,13 +206,19 @@ mod tests {
     #[test]
     fn syntax_error_has_line_and_column() {
         let e = parse_str("name = \"x\"\nvcpus = = 2\n", "t.toml").unwrap_err();
-        let ProfileError::Syntax(s) = e else { panic!("{e:?}") };
+        let ProfileError::Syntax(s) = e else {
+            panic!("{e:?}")
+        };
         assert_eq!(s.line, Some(2));
     }
 
     #[test]
     fn unknown_field_is_named() {
-        let e = parse_str("name = \"x\"\nvcpus = 2\n[[node]]\ncpus = \"0-1\"\nmemory = \"1 GiB\"\ncpu = 3\n", "t").unwrap_err();
+        let e = parse_str(
+            "name = \"x\"\nvcpus = 2\n[[node]]\ncpus = \"0-1\"\nmemory = \"1 GiB\"\ncpu = 3\n",
+            "t",
+        )
+        .unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("node[0]"), "{msg}");
         assert!(msg.contains("unknown field `cpu`"), "{msg}");

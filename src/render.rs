@@ -93,22 +93,50 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
             memory: n.memory.kib(),
             unit: "KiB".into(),
             distances: n.distances.as_ref().map(|row| Distances {
-                siblings: row.iter().enumerate().map(|(j, &value)| Sibling { id: j as u32, value }).collect(),
+                siblings: row
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &value)| Sibling {
+                        id: j as u32,
+                        value,
+                    })
+                    .collect(),
             }),
         })
         .collect();
 
     let mut controllers = vec![
-        Controller { kind: "usb".into(), index: None, model: "none".into(), model_name: None, target: None, address: None },
-        Controller { kind: "pci".into(), index: Some(0), model: "pcie-root".into(), model_name: None, target: None, address: None },
+        Controller {
+            kind: "usb".into(),
+            index: None,
+            model: "none".into(),
+            model_name: None,
+            target: None,
+            address: None,
+        },
+        Controller {
+            kind: "pci".into(),
+            index: Some(0),
+            model: "pcie-root".into(),
+            model_name: None,
+            target: None,
+            address: None,
+        },
     ];
     for x in &topology.expanders {
         controllers.push(Controller {
             kind: "pci".into(),
             index: Some(x.index),
             model: "pcie-expander-bus".into(),
-            model_name: Some(ModelName { name: "pxb-pcie".into() }),
-            target: Some(ControllerTarget { chassis: None, port: None, bus_nr: Some(x.bus.0.into()), node: Some(x.node.0) }),
+            model_name: Some(ModelName {
+                name: "pxb-pcie".into(),
+            }),
+            target: Some(ControllerTarget {
+                chassis: None,
+                port: None,
+                bus_nr: Some(x.bus.0.into()),
+                node: Some(x.node.0),
+            }),
             address: Some(PciAddress::new(0, x.root_slot, 0)),
         });
     }
@@ -117,8 +145,15 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
             kind: "pci".into(),
             index: Some(r.index),
             model: "pcie-root-port".into(),
-            model_name: Some(ModelName { name: "pcie-root-port".into() }),
-            target: Some(ControllerTarget { chassis: Some(r.chassis), port: Some(format!("0x{:x}", r.port)), bus_nr: None, node: None }),
+            model_name: Some(ModelName {
+                name: "pcie-root-port".into(),
+            }),
+            target: Some(ControllerTarget {
+                chassis: Some(r.chassis),
+                port: Some(format!("0x{:x}", r.port)),
+                bus_nr: None,
+                node: None,
+            }),
             address: Some(PciAddress::new(r.parent_index, r.slot, 0)),
         });
     }
@@ -127,9 +162,15 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
         .iter()
         .map(|d| Interface {
             kind: "user".into(),
-            mac: Mac { address: d.mac.to_string() },
-            model: InterfaceModel { kind: d.model.name().into() },
-            rom: Some(Rom { enabled: "no".into() }),
+            mac: Mac {
+                address: d.mac.to_string(),
+            },
+            model: InterfaceModel {
+                kind: d.model.name().into(),
+            },
+            rom: Some(Rom {
+                enabled: "no".into(),
+            }),
             address: PciAddress::new(d.xml_bus, 0, 0),
         })
         .collect();
@@ -151,10 +192,20 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
                 run: None,
             },
         }),
-        memory: Memory { unit: "KiB".into(), value: p.memory.kib() },
-        vcpu: Vcpu { placement: "static".into(), count: p.vcpus },
+        memory: Memory {
+            unit: "KiB".into(),
+            value: p.memory.kib(),
+        },
+        vcpu: Vcpu {
+            placement: "static".into(),
+            count: p.vcpus,
+        },
         os: Os {
-            os_type: OsType { arch: "x86_64".into(), machine: "q35".into(), value: "hvm".into() },
+            os_type: OsType {
+                arch: "x86_64".into(),
+                machine: "q35".into(),
+                value: "hvm".into(),
+            },
             kernel: boot.kernel.clone(),
             initrd: boot.initrd.clone(),
             cmdline: cmdline(topology, boot),
@@ -162,10 +213,18 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
         features: Features {
             acpi: Some(Empty {}),
             apic: Some(Empty {}),
-            ioapic: intremap.then(|| Ioapic { driver: "qemu".into() }),
+            ioapic: intremap.then(|| Ioapic {
+                driver: "qemu".into(),
+            }),
         },
-        cpu: Cpu { mode: mode.into(), check: "none".into(), numa: Numa { cells } },
-        clock: Clock { offset: "utc".into() },
+        cpu: Cpu {
+            mode: mode.into(),
+            check: "none".into(),
+            numa: Numa { cells },
+        },
+        clock: Clock {
+            offset: "utc".into(),
+        },
         on_poweroff: "destroy".into(),
         on_reboot: "destroy".into(),
         on_crash: "destroy".into(),
@@ -174,10 +233,24 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
             interfaces,
             serials: vec![Serial {
                 kind: "pty".into(),
-                target: SerialTarget { kind: "isa-serial".into(), port: 0, model: ModelName { name: "isa-serial".into() } },
+                target: SerialTarget {
+                    kind: "isa-serial".into(),
+                    port: 0,
+                    model: ModelName {
+                        name: "isa-serial".into(),
+                    },
+                },
             }],
-            consoles: vec![Console { kind: "pty".into(), target: ConsoleTarget { kind: "serial".into(), port: 0 } }],
-            memballoon: Some(Memballoon { model: "none".into() }),
+            consoles: vec![Console {
+                kind: "pty".into(),
+                target: ConsoleTarget {
+                    kind: "serial".into(),
+                    port: 0,
+                },
+            }],
+            memballoon: Some(Memballoon {
+                model: "none".into(),
+            }),
             iommu: p.iommu.map(|i| Iommu {
                 model: "intel".into(),
                 driver: IommuDriver {
@@ -207,7 +280,8 @@ mod tests {
             for accel in [Accel::Kvm, Accel::Tcg] {
                 let d = domain(name, accel);
                 let xml = d.to_xml().unwrap();
-                let back = Domain::from_xml(&xml).unwrap_or_else(|e| panic!("{name}: {e:?}\n{xml}"));
+                let back =
+                    Domain::from_xml(&xml).unwrap_or_else(|e| panic!("{name}: {e:?}\n{xml}"));
                 assert_eq!(back, d, "{name} {accel}");
             }
         }

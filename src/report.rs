@@ -35,7 +35,13 @@ pub struct Check {
 
 impl Check {
     /// A check that passes when `ok`.
-    pub fn judge(id: impl Into<String>, ok: bool, expected: impl Into<String>, observed: impl Into<String>, message: impl Into<String>) -> Check {
+    pub fn judge(
+        id: impl Into<String>,
+        ok: bool,
+        expected: impl Into<String>,
+        observed: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Check {
         Check {
             id: id.into(),
             status: if ok { Status::Pass } else { Status::Fail },
@@ -45,8 +51,18 @@ impl Check {
         }
     }
     /// A check whose input was not captured.
-    pub fn skip(id: impl Into<String>, expected: impl Into<String>, why: impl Into<String>) -> Check {
-        Check { id: id.into(), status: Status::Skip, expected: expected.into(), observed: String::new(), message: why.into() }
+    pub fn skip(
+        id: impl Into<String>,
+        expected: impl Into<String>,
+        why: impl Into<String>,
+    ) -> Check {
+        Check {
+            id: id.into(),
+            status: Status::Skip,
+            expected: expected.into(),
+            observed: String::new(),
+            message: why.into(),
+        }
     }
 }
 
@@ -93,13 +109,29 @@ impl Report {
         }
         let ran = checks.iter().any(|c| c.status != Status::Skip);
         let failed = checks.iter().any(|c| c.status == Status::Fail);
-        let verdict = if ran && !failed { Verdict::Pass } else { Verdict::Fail };
-        Report { profile: profile.to_string(), verdict, checks, error: None, seconds: None }
+        let verdict = if ran && !failed {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        Report {
+            profile: profile.to_string(),
+            verdict,
+            checks,
+            error: None,
+            seconds: None,
+        }
     }
 
     /// A report without checks: the run failed before a verdict, or was skipped.
     pub fn without_checks(profile: &str, verdict: Verdict, why: String) -> Report {
-        Report { profile: profile.to_string(), verdict, checks: vec![], error: Some(why), seconds: None }
+        Report {
+            profile: profile.to_string(),
+            verdict,
+            checks: vec![],
+            error: Some(why),
+            seconds: None,
+        }
     }
 
     /// Counts of (passed, failed, skipped).
@@ -117,7 +149,13 @@ impl Report {
     /// then passes and skips, then a summary line.
     pub fn to_human(&self, verbose: bool) -> String {
         let mut out = String::new();
-        let width = self.checks.iter().map(|c| c.id.len()).max().unwrap_or(0).min(48);
+        let width = self
+            .checks
+            .iter()
+            .map(|c| c.id.len())
+            .max()
+            .unwrap_or(0)
+            .min(48);
         let mut rows: Vec<&Check> = self.checks.iter().collect();
         rows.sort_by_key(|c| match c.status {
             Status::Fail => 0,
@@ -147,7 +185,11 @@ impl Report {
             Verdict::Error => "ERROR",
             Verdict::Skipped => "SKIPPED",
         };
-        let _ = write!(out, "{}: {word}: {p} passed, {f} failed, {s} skipped", self.profile);
+        let _ = write!(
+            out,
+            "{}: {word}: {p} passed, {f} failed, {s} skipped",
+            self.profile
+        );
         if let Some(secs) = self.seconds {
             let _ = write!(out, " in {secs:.1} s");
         }
@@ -181,7 +223,10 @@ pub fn junit(reports: &[Report]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let total: usize = reports.iter().map(|r| r.checks.len().max(1)).sum();
     let failures: usize = reports.iter().map(|r| r.counts().1).sum();
-    let errors = reports.iter().filter(|r| r.verdict == Verdict::Error).count();
+    let errors = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Error)
+        .count();
     let _ = writeln!(out, "<testsuites name=\"nestlab\" tests=\"{total}\" failures=\"{failures}\" errors=\"{errors}\">");
     for r in reports {
         let (_, f, s) = r.counts();
@@ -195,7 +240,11 @@ pub fn junit(reports: &[Report]) -> String {
         );
         if r.checks.is_empty() {
             let why = xml_escape(r.error.as_deref().unwrap_or(""));
-            let _ = writeln!(out, "    <testcase classname=\"{}\" name=\"run\">", xml_escape(&r.profile));
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"{}\" name=\"run\">",
+                xml_escape(&r.profile)
+            );
             match r.verdict {
                 Verdict::Skipped => {
                     let _ = writeln!(out, "      <skipped message=\"{why}\"/>");
@@ -208,11 +257,20 @@ pub fn junit(reports: &[Report]) -> String {
             let _ = writeln!(out, "    </testcase>");
         }
         for c in &r.checks {
-            let _ = write!(out, "    <testcase classname=\"{}\" name=\"{}\"", xml_escape(&r.profile), xml_escape(&c.id));
+            let _ = write!(
+                out,
+                "    <testcase classname=\"{}\" name=\"{}\"",
+                xml_escape(&r.profile),
+                xml_escape(&c.id)
+            );
             match c.status {
                 Status::Pass => out.push_str("/>\n"),
                 Status::Skip => {
-                    let _ = writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", xml_escape(&c.message));
+                    let _ = writeln!(
+                        out,
+                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                        xml_escape(&c.message)
+                    );
                 }
                 Status::Fail => {
                     let _ = writeln!(
@@ -239,15 +297,31 @@ mod tests {
     fn verdict_rules() {
         let pass = Check::judge("a", true, "x", "x", "ok");
         let skip = Check::skip("b", "y", "not captured");
-        assert_eq!(Report::from_checks("p", vec![pass.clone(), skip.clone()], false).verdict, Verdict::Pass);
-        assert_eq!(Report::from_checks("p", vec![pass, skip.clone()], true).verdict, Verdict::Fail);
-        assert_eq!(Report::from_checks("p", vec![skip], false).verdict, Verdict::Fail);
-        assert_eq!(Report::from_checks("p", vec![], false).verdict, Verdict::Fail);
+        assert_eq!(
+            Report::from_checks("p", vec![pass.clone(), skip.clone()], false).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            Report::from_checks("p", vec![pass, skip.clone()], true).verdict,
+            Verdict::Fail
+        );
+        assert_eq!(
+            Report::from_checks("p", vec![skip], false).verdict,
+            Verdict::Fail
+        );
+        assert_eq!(
+            Report::from_checks("p", vec![], false).verdict,
+            Verdict::Fail
+        );
     }
 
     #[test]
     fn junit_escapes() {
-        let r = Report::from_checks("p", vec![Check::judge("a<b", false, "\"x\"", "y&z", "m")], false);
+        let r = Report::from_checks(
+            "p",
+            vec![Check::judge("a<b", false, "\"x\"", "y&z", "m")],
+            false,
+        );
         let x = junit(&[r]);
         assert!(x.contains("a&lt;b") && x.contains("y&amp;z") && x.contains("&quot;x&quot;"));
     }

@@ -130,7 +130,12 @@ pub struct Vf {
 /// 0x80, stride 2).
 pub fn igb_vf_bdf(pf: Bdf, i: u32) -> Bdf {
     let devfn = 0x80 + 2 * i;
-    Bdf { domain: pf.domain, bus: pf.bus, slot: (devfn >> 3) as u8, function: (devfn & 7) as u8 }
+    Bdf {
+        domain: pf.domain,
+        bus: pf.bus,
+        slot: (devfn >> 3) as u8,
+        function: (devfn & 7) as u8,
+    }
 }
 
 /// The MAC of a NIC: locally administered unicast, from sha256 of the
@@ -160,7 +165,13 @@ pub fn resolve(profile: &Profile) -> Result<Topology, ResolveError> {
         let index = next_index;
         next_index += 1;
         let root_slot = take_slot(format!("the expander on node {}", x.node))?;
-        expanders.push(ExpanderTopo { index, node: x.node, bus: BusNr(x.bus), root_slot, root_ports: vec![] });
+        expanders.push(ExpanderTopo {
+            index,
+            node: x.node,
+            bus: BusNr(x.bus),
+            root_slot,
+            root_ports: vec![],
+        });
     }
 
     let mut root_ports = Vec::new();
@@ -218,7 +229,12 @@ pub fn resolve(profile: &Profile) -> Result<Topology, ResolveError> {
     for (d, nic) in profile.nics.iter().enumerate() {
         let rp = device_port[d].ok_or(ResolveError::NoSuchNic(d))?;
         let port = &root_ports[rp];
-        let guest_bdf = Bdf { domain: 0, bus: port.secondary_bus, slot: 0, function: 0 };
+        let guest_bdf = Bdf {
+            domain: 0,
+            bus: port.secondary_bus,
+            slot: 0,
+            function: 0,
+        };
         let mut salt = 0;
         let mut mac = derive_mac(&profile.name, &nic.id, salt);
         while macs.contains(&mac) {
@@ -226,7 +242,12 @@ pub fn resolve(profile: &Profile) -> Result<Topology, ResolveError> {
             mac = derive_mac(&profile.name, &nic.id, salt);
         }
         macs.push(mac);
-        let vfs = (0..nic.vfs).map(|i| Vf { id: format!("{}.vf{i}", nic.id), guest_bdf: igb_vf_bdf(guest_bdf, i) }).collect();
+        let vfs = (0..nic.vfs)
+            .map(|i| Vf {
+                id: format!("{}.vf{i}", nic.id),
+                guest_bdf: igb_vf_bdf(guest_bdf, i),
+            })
+            .collect();
         devices.push(Device {
             id: nic.id.clone(),
             model: nic.model,
@@ -238,7 +259,12 @@ pub fn resolve(profile: &Profile) -> Result<Topology, ResolveError> {
             vfs,
         });
     }
-    Ok(Topology { profile: profile.clone(), expanders, root_ports, devices })
+    Ok(Topology {
+        profile: profile.clone(),
+        expanders,
+        root_ports,
+        devices,
+    })
 }
 
 #[cfg(test)]
@@ -256,9 +282,18 @@ mod tests {
         let buses: Vec<String> = t.devices.iter().map(|d| d.guest_bdf.short()).collect();
         assert_eq!(
             buses,
-            ["b5:00.0", "b6:00.0", "b7:00.0", "c9:00.0", "ca:00.0", "cb:00.0", "dd:00.0", "de:00.0", "df:00.0"]
+            [
+                "b5:00.0", "b6:00.0", "b7:00.0", "c9:00.0", "ca:00.0", "cb:00.0", "dd:00.0",
+                "de:00.0", "df:00.0"
+            ]
         );
-        assert_eq!(t.expanders.iter().map(|x| x.bus.to_string()).collect::<Vec<_>>(), ["b4", "c8", "dc"]);
+        assert_eq!(
+            t.expanders
+                .iter()
+                .map(|x| x.bus.to_string())
+                .collect::<Vec<_>>(),
+            ["b4", "c8", "dc"]
+        );
         assert_eq!(t.root_ports[4].guest_bdf.short(), "c8:01.0");
         assert_eq!(t.devices[8].node, Some(NodeId(2)));
     }
@@ -266,7 +301,12 @@ mod tests {
     #[test]
     fn indexes_are_unique_and_parents_exist() {
         let t = reference();
-        let mut idx: Vec<u32> = t.expanders.iter().map(|x| x.index).chain(t.root_ports.iter().map(|r| r.index)).collect();
+        let mut idx: Vec<u32> = t
+            .expanders
+            .iter()
+            .map(|x| x.index)
+            .chain(t.root_ports.iter().map(|r| r.index))
+            .collect();
         let n = idx.len();
         idx.sort();
         idx.dedup();

@@ -89,7 +89,10 @@ impl CpuSet {
     }
     /// The list form numactl prints: `0 1 2 3`.
     pub fn to_spaced(&self) -> String {
-        self.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")
+        self.iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -195,13 +198,19 @@ impl FromStr for Bytes {
         let (n, unit) = t.split_at(split);
         let unit = unit.trim();
         if n.is_empty() {
-            return err(format!("'{s}' is not a size: expected an integer and KiB, MiB or GiB, like '2048 MiB'"));
+            return err(format!(
+                "'{s}' is not a size: expected an integer and KiB, MiB or GiB, like '2048 MiB'"
+            ));
         }
         let mult: u64 = match unit {
             "KiB" => 1,
             "MiB" => 1024,
             "GiB" => 1024 * 1024,
-            "" => return err(format!("'{s}' has no unit: write KiB, MiB or GiB, like '{n} MiB'")),
+            "" => {
+                return err(format!(
+                    "'{s}' has no unit: write KiB, MiB or GiB, like '{n} MiB'"
+                ))
+            }
             "K" | "KB" | "k" | "kb" | "M" | "MB" | "G" | "GB" | "m" | "g" | "mb" | "gb" => {
                 return err(format!("unit '{unit}' is ambiguous: write KiB, MiB or GiB"))
             }
@@ -267,7 +276,12 @@ pub struct Bdf {
 impl Bdf {
     /// An address in PCI domain 0.
     pub const fn new(bus: u8, slot: u8, function: u8) -> Self {
-        Bdf { domain: 0, bus: BusNr(bus), slot, function }
+        Bdf {
+            domain: 0,
+            bus: BusNr(bus),
+            slot,
+            function,
+        }
     }
     /// The short form without the domain: `b5:00.0`.
     pub fn short(&self) -> String {
@@ -367,7 +381,11 @@ impl MacAddr {
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -397,7 +415,12 @@ mod tests {
 
     #[test]
     fn cpuset_round_trips() {
-        for (input, canon) in [("0-3", "0-3"), ("0,2,4-5", "0,2,4-5"), ("3,2,1,0", "0-3"), ("7", "7")] {
+        for (input, canon) in [
+            ("0-3", "0-3"),
+            ("0,2,4-5", "0,2,4-5"),
+            ("3,2,1,0", "0-3"),
+            ("7", "7"),
+        ] {
             let c: CpuSet = input.parse().unwrap();
             assert_eq!(c.to_string(), canon);
         }
@@ -435,7 +458,10 @@ mod tests {
 
     #[test]
     fn ids_and_macs() {
-        assert_eq!("8086:10d3".parse::<PciId>().unwrap(), PciId::new(0x8086, 0x10d3));
+        assert_eq!(
+            "8086:10d3".parse::<PciId>().unwrap(),
+            PciId::new(0x8086, 0x10d3)
+        );
         let m: MacAddr = "52:54:00:ab:cd:ef".parse().unwrap();
         assert_eq!(m.to_string(), "52:54:00:ab:cd:ef");
         assert!(m.is_local_unicast());

@@ -247,7 +247,9 @@ pub enum Problem {
     DistanceSelf { value: u32 },
     #[error("distance {value} to node {to} is out of range 11..=255")]
     DistanceRange { value: u32, to: usize },
-    #[error("distance to node {to} is {value} but node[{to}] says {back}: the matrix must be symmetric")]
+    #[error(
+        "distance to node {to} is {value} but node[{to}] says {back}: the matrix must be symmetric"
+    )]
     DistanceAsymmetric { to: usize, value: u32, back: u32 },
     #[error("unknown IOMMU model '{0}': the only model is 'intel'")]
     IommuModel(String),
@@ -256,7 +258,13 @@ pub enum Problem {
     #[error("node {node} does not exist (there are {nodes} nodes)")]
     UnknownNode { node: u32, nodes: usize },
     #[error("bus range {first}..={last} (busNr and one bus per root port) overlaps expander[{other}]'s {other_first}..={other_last}")]
-    BusCollision { first: u32, last: u32, other: usize, other_first: u32, other_last: u32 },
+    BusCollision {
+        first: u32,
+        last: u32,
+        other: usize,
+        other_first: u32,
+        other_last: u32,
+    },
     #[error("bus range {first}..={last} runs past bus 255")]
     BusOverflow { first: u32, last: u32 },
     #[error("busNr {bus} leaves no room for pcie-root, which needs buses 0..={needed}")]
@@ -278,7 +286,12 @@ pub enum Problem {
     #[error("'{id}' does not exist: the profile has nic0..nic{last}")]
     UnknownDevice { id: String, last: usize },
     #[error("'{id}' has no VF {vf}: {nic} creates {vfs} VFs")]
-    UnknownVf { id: String, vf: u32, nic: String, vfs: u32 },
+    UnknownVf {
+        id: String,
+        vf: u32,
+        nic: String,
+        vfs: u32,
+    },
     #[error("'{0}' is listed twice")]
     DuplicateDevice(String),
     #[error("'{pf}' and its VF '{vf}' cannot both be assigned: the PF's driver must stay bound to keep its VFs")]
@@ -313,7 +326,9 @@ pub struct ValidationErrors(pub Vec<ValidationError>);
 impl ValidationErrors {
     /// True when the field has the given problem.
     pub fn has(&self, field: &str, problem: &Problem) -> bool {
-        self.0.iter().any(|e| e.field == field && &e.problem == problem)
+        self.0
+            .iter()
+            .any(|e| e.field == field && &e.problem == problem)
     }
 }
 
@@ -338,7 +353,10 @@ struct Errors(Vec<ValidationError>);
 
 impl Errors {
     fn push(&mut self, field: impl Into<String>, problem: Problem) {
-        self.0.push(ValidationError { field: field.into(), problem });
+        self.0.push(ValidationError {
+            field: field.into(),
+            problem,
+        });
     }
 }
 
@@ -352,12 +370,25 @@ pub fn validate(file: &ProfileFile, text: &str) -> Result<Profile, ValidationErr
     check_name(&file.name, &mut errs);
     if let Some(d) = &file.description {
         if d.chars().count() > MAX_DESCRIPTION {
-            errs.push("description", Problem::TooLong { len: d.chars().count(), max: MAX_DESCRIPTION });
+            errs.push(
+                "description",
+                Problem::TooLong {
+                    len: d.chars().count(),
+                    max: MAX_DESCRIPTION,
+                },
+            );
         }
     }
     let vcpus_ok = (1..=MAX_VCPUS).contains(&file.vcpus);
     if !vcpus_ok {
-        errs.push("vcpus", Problem::OutOfRange { value: file.vcpus.into(), min: 1, max: MAX_VCPUS.into() });
+        errs.push(
+            "vcpus",
+            Problem::OutOfRange {
+                value: file.vcpus.into(),
+                min: 1,
+                max: MAX_VCPUS.into(),
+            },
+        );
     }
 
     let nodes = check_nodes(file, vcpus_ok, &mut errs);
@@ -408,7 +439,9 @@ pub fn validate(file: &ProfileFile, text: &str) -> Result<Profile, ValidationErr
         } else {
             match &iommu {
                 None if file.iommu.is_none() => errs.push("nested.assign", Problem::NestedNoIommu),
-                Some(i) if !i.caching_mode => errs.push("nested.assign", Problem::NestedNoCachingMode),
+                Some(i) if !i.caching_mode => {
+                    errs.push("nested.assign", Problem::NestedNoCachingMode)
+                }
                 _ => {}
             }
         }
@@ -455,7 +488,13 @@ fn check_nodes(file: &ProfileFile, vcpus_ok: bool, errs: &mut Errors) -> Vec<Nod
         return Vec::new();
     }
     if file.node.len() > MAX_NODES {
-        errs.push("node", Problem::TooManyNodes { count: file.node.len(), max: MAX_NODES });
+        errs.push(
+            "node",
+            Problem::TooManyNodes {
+                count: file.node.len(),
+                max: MAX_NODES,
+            },
+        );
         return Vec::new();
     }
     let count = file.node.len();
@@ -474,7 +513,13 @@ fn check_nodes(file: &ProfileFile, vcpus_ok: bool, errs: &mut Errors) -> Vec<Nod
             Ok(c) => {
                 for cpu in c.iter() {
                     if vcpus_ok && cpu >= file.vcpus {
-                        errs.push(f("cpus"), Problem::CpuBeyondVcpus { cpu, vcpus: file.vcpus });
+                        errs.push(
+                            f("cpus"),
+                            Problem::CpuBeyondVcpus {
+                                cpu,
+                                vcpus: file.vcpus,
+                            },
+                        );
                         break;
                     }
                     if let Some(&(_, other)) = placed.iter().find(|(c2, _)| *c2 == cpu) {
@@ -493,7 +538,13 @@ fn check_nodes(file: &ProfileFile, vcpus_ok: bool, errs: &mut Errors) -> Vec<Nod
         };
         let memory = match n.memory.parse::<Bytes>() {
             Ok(m) if m < MIN_NODE_MEMORY => {
-                errs.push(f("memory"), Problem::NodeMemoryTooSmall { size: m, min: MIN_NODE_MEMORY });
+                errs.push(
+                    f("memory"),
+                    Problem::NodeMemoryTooSmall {
+                        size: m,
+                        min: MIN_NODE_MEMORY,
+                    },
+                );
                 m
             }
             Ok(m) => m,
@@ -504,9 +555,13 @@ fn check_nodes(file: &ProfileFile, vcpus_ok: bool, errs: &mut Errors) -> Vec<Nod
         };
         match (&n.distances, given_on) {
             (None, Some(g)) => errs.push(f("distances"), Problem::DistancesMissing { given_on: g }),
-            (Some(row), _) if row.len() != count => {
-                errs.push(f("distances"), Problem::DistancesLength { len: row.len(), nodes: count })
-            }
+            (Some(row), _) if row.len() != count => errs.push(
+                f("distances"),
+                Problem::DistancesLength {
+                    len: row.len(),
+                    nodes: count,
+                },
+            ),
             (Some(row), _) => {
                 for (j, &value) in row.iter().enumerate() {
                     if j == i && value != 10 {
@@ -514,10 +569,17 @@ fn check_nodes(file: &ProfileFile, vcpus_ok: bool, errs: &mut Errors) -> Vec<Nod
                     } else if j != i && !(11..=255).contains(&value) {
                         errs.push(f("distances"), Problem::DistanceRange { value, to: j });
                     } else if j < i {
-                        let back = file.node.get(j).and_then(|o| o.distances.as_ref()).and_then(|r| r.get(i));
+                        let back = file
+                            .node
+                            .get(j)
+                            .and_then(|o| o.distances.as_ref())
+                            .and_then(|r| r.get(i));
                         if let Some(&back) = back {
                             if back != value {
-                                errs.push(f("distances"), Problem::DistanceAsymmetric { to: j, value, back });
+                                errs.push(
+                                    f("distances"),
+                                    Problem::DistanceAsymmetric { to: j, value, back },
+                                );
                             }
                         }
                     }
@@ -525,13 +587,23 @@ fn check_nodes(file: &ProfileFile, vcpus_ok: bool, errs: &mut Errors) -> Vec<Nod
             }
             (None, None) => {}
         }
-        nodes.push(Node { id: NodeId(i as u32), cpus, memory, distances: n.distances.clone() });
+        nodes.push(Node {
+            id: NodeId(i as u32),
+            cpus,
+            memory,
+            distances: n.distances.clone(),
+        });
     }
     if vcpus_ok && cpusets_ok {
         let all: BTreeSet<u32> = placed.iter().map(|(c, _)| *c).collect();
         let missing = CpuSet::from_cpus((0..file.vcpus).filter(|c| !all.contains(c)));
         if !missing.is_empty() {
-            errs.push("node", Problem::CpusUnplaced { cpus: missing.to_string() });
+            errs.push(
+                "node",
+                Problem::CpusUnplaced {
+                    cpus: missing.to_string(),
+                },
+            );
         }
     }
     nodes
@@ -553,7 +625,13 @@ fn check_nics(entries: &[NicFile], node_count: usize, errs: &mut Errors) -> Vec<
         let node = match e.node {
             Some(n) if n as usize >= node_count => {
                 if node_count > 0 {
-                    errs.push(f("node"), Problem::UnknownNode { node: n, nodes: node_count });
+                    errs.push(
+                        f("node"),
+                        Problem::UnknownNode {
+                            node: n,
+                            nodes: node_count,
+                        },
+                    );
                 }
                 None
             }
@@ -561,7 +639,14 @@ fn check_nics(entries: &[NicFile], node_count: usize, errs: &mut Errors) -> Vec<
         };
         let count = e.count.unwrap_or(1);
         if !(1..=MAX_NIC_COUNT).contains(&count) {
-            errs.push(f("count"), Problem::OutOfRange { value: count.into(), min: 1, max: MAX_NIC_COUNT.into() });
+            errs.push(
+                f("count"),
+                Problem::OutOfRange {
+                    value: count.into(),
+                    min: 1,
+                    max: MAX_NIC_COUNT.into(),
+                },
+            );
         }
         let vfs = match (e.vfs, model) {
             (Some(v), Some(m)) if m != NicModel::Igb => {
@@ -569,16 +654,35 @@ fn check_nics(entries: &[NicFile], node_count: usize, errs: &mut Errors) -> Vec<
                 v
             }
             (Some(v), _) if !(1..=MAX_VFS).contains(&v) => {
-                errs.push(f("vfs"), Problem::OutOfRange { value: v.into(), min: 1, max: MAX_VFS.into() });
+                errs.push(
+                    f("vfs"),
+                    Problem::OutOfRange {
+                        value: v.into(),
+                        min: 1,
+                        max: MAX_VFS.into(),
+                    },
+                );
                 v
             }
             (v, _) => v.unwrap_or(0),
         };
-        let (Some(model), true) = (model, (1..=MAX_NIC_COUNT).contains(&count)) else { continue };
+        let (Some(model), true) = (model, (1..=MAX_NIC_COUNT).contains(&count)) else {
+            continue;
+        };
         // An unknown node keeps the instance on no node; the error above stops the run.
-        let node = if e.node.is_some() && node.is_none() { continue } else { node };
+        let node = if e.node.is_some() && node.is_none() {
+            continue;
+        } else {
+            node
+        };
         for _ in 0..count {
-            nics.push(Nic { id: format!("nic{}", nics.len()), entry: i, model, node, vfs });
+            nics.push(Nic {
+                id: format!("nic{}", nics.len()),
+                entry: i,
+                model,
+                node,
+                vfs,
+            });
         }
     }
     nics
@@ -586,7 +690,12 @@ fn check_nics(entries: &[NicFile], node_count: usize, errs: &mut Errors) -> Vec<
 
 /// Places NIC instances on expanders and decides each expander's root-port
 /// count and bus number.
-fn place(files: &[ExpanderFile], nics: &[Nic], node_count: usize, errs: &mut Errors) -> Vec<Expander> {
+fn place(
+    files: &[ExpanderFile],
+    nics: &[Nic],
+    node_count: usize,
+    errs: &mut Errors,
+) -> Vec<Expander> {
     let mut expanders: Vec<Expander> = Vec::new();
     let mut explicit_bus: Vec<Option<u32>> = Vec::new();
     let mut explicit_ports: Vec<Option<u32>> = Vec::new();
@@ -594,23 +703,49 @@ fn place(files: &[ExpanderFile], nics: &[Nic], node_count: usize, errs: &mut Err
         let f = |s: &str| format!("expander[{i}].{s}");
         if e.node as usize >= node_count {
             if node_count > 0 {
-                errs.push(f("node"), Problem::UnknownNode { node: e.node, nodes: node_count });
+                errs.push(
+                    f("node"),
+                    Problem::UnknownNode {
+                        node: e.node,
+                        nodes: node_count,
+                    },
+                );
             }
             continue;
         }
         if let Some(b) = e.bus {
             if !(1..=254).contains(&b) {
-                errs.push(f("bus"), Problem::OutOfRange { value: b.into(), min: 1, max: 254 });
+                errs.push(
+                    f("bus"),
+                    Problem::OutOfRange {
+                        value: b.into(),
+                        min: 1,
+                        max: 254,
+                    },
+                );
                 continue;
             }
         }
         if let Some(rp) = e.root_ports {
             if rp > MAX_ROOT_PORTS {
-                errs.push(f("root_ports"), Problem::OutOfRange { value: rp.into(), min: 0, max: MAX_ROOT_PORTS.into() });
+                errs.push(
+                    f("root_ports"),
+                    Problem::OutOfRange {
+                        value: rp.into(),
+                        min: 0,
+                        max: MAX_ROOT_PORTS.into(),
+                    },
+                );
                 continue;
             }
         }
-        expanders.push(Expander { origin: Origin::File(i), node: NodeId(e.node), bus: 0, root_ports: 0, nics: vec![] });
+        expanders.push(Expander {
+            origin: Origin::File(i),
+            node: NodeId(e.node),
+            bus: 0,
+            root_ports: 0,
+            nics: vec![],
+        });
         explicit_bus.push(e.bus);
         explicit_ports.push(e.root_ports);
     }
@@ -618,18 +753,33 @@ fn place(files: &[ExpanderFile], nics: &[Nic], node_count: usize, errs: &mut Err
     let nic_nodes: BTreeSet<NodeId> = nics.iter().filter_map(|n| n.node).collect();
     for node in nic_nodes {
         if !files.iter().any(|e| e.node == node.0) {
-            expanders.push(Expander { origin: Origin::Implicit, node, bus: 0, root_ports: 0, nics: vec![] });
+            expanders.push(Expander {
+                origin: Origin::Implicit,
+                node,
+                bus: 0,
+                root_ports: 0,
+                nics: vec![],
+            });
             explicit_bus.push(None);
             explicit_ports.push(None);
         }
     }
     // Distribute each node's NICs over its expanders in order.
     for node in (0..node_count as u32).map(NodeId) {
-        let mut pending: Vec<usize> = nics.iter().enumerate().filter(|(_, n)| n.node == Some(node)).map(|(i, _)| i).collect();
+        let mut pending: Vec<usize> = nics
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.node == Some(node))
+            .map(|(i, _)| i)
+            .collect();
         let devices = pending.len() as u32;
         let mut ports = 0;
         let mut last = None;
-        for (k, x) in expanders.iter_mut().enumerate().filter(|(_, x)| x.node == node) {
+        for (k, x) in expanders
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, x)| x.node == node)
+        {
             let cap = explicit_ports[k].unwrap_or(pending.len() as u32);
             let take = (cap as usize).min(pending.len());
             x.nics = pending.drain(..take).collect();
@@ -642,7 +792,14 @@ fn place(files: &[ExpanderFile], nics: &[Nic], node_count: usize, errs: &mut Err
                 Some(Origin::File(i)) => format!("expander[{i}].root_ports"),
                 _ => "expander".to_string(),
             };
-            errs.push(field, Problem::NodeOverfull { node: node.0, devices, ports });
+            errs.push(
+                field,
+                Problem::NodeOverfull {
+                    node: node.0,
+                    devices,
+                    ports,
+                },
+            );
         }
     }
     for (k, x) in expanders.iter().enumerate() {
@@ -651,14 +808,27 @@ fn place(files: &[ExpanderFile], nics: &[Nic], node_count: usize, errs: &mut Err
                 Origin::File(i) => format!("expander[{i}].root_ports"),
                 Origin::Implicit => format!("nic (node {})", x.node),
             };
-            errs.push(field, Problem::OutOfRange { value: x.root_ports.into(), min: 0, max: MAX_ROOT_PORTS.into() });
+            errs.push(
+                field,
+                Problem::OutOfRange {
+                    value: x.root_ports.into(),
+                    min: 0,
+                    max: MAX_ROOT_PORTS.into(),
+                },
+            );
             let _ = k;
         }
     }
     let unplaced = nics.iter().filter(|n| n.node.is_none()).count() as u32;
     let slots = expanders.len() as u32 + unplaced;
     if slots > PCIE_ROOT_SLOTS {
-        errs.push("expander", Problem::TooManyRootSlots { needed: slots, max: PCIE_ROOT_SLOTS });
+        errs.push(
+            "expander",
+            Problem::TooManyRootSlots {
+                needed: slots,
+                max: PCIE_ROOT_SLOTS,
+            },
+        );
     }
     // Bus numbers: pcie-root owns 0..=root_last; each expander N..=N+k.
     let root_last = unplaced;
@@ -677,9 +847,24 @@ fn place(files: &[ExpanderFile], nics: &[Nic], node_count: usize, errs: &mut Err
         if last > 255 {
             errs.push(field(x, "bus"), Problem::BusOverflow { first: b, last });
         } else if b <= root_last {
-            errs.push(field(x, "bus"), Problem::BusBelowRoot { bus: b, needed: root_last });
+            errs.push(
+                field(x, "bus"),
+                Problem::BusBelowRoot {
+                    bus: b,
+                    needed: root_last,
+                },
+            );
         } else if let Some(&(of, ol, oi)) = taken.iter().find(|(f, l, _)| b <= *l && *f <= last) {
-            errs.push(field(x, "bus"), Problem::BusCollision { first: b, last, other: oi, other_first: of, other_last: ol });
+            errs.push(
+                field(x, "bus"),
+                Problem::BusCollision {
+                    first: b,
+                    last,
+                    other: oi,
+                    other_first: of,
+                    other_last: ol,
+                },
+            );
         }
         taken.push((b, last, idx));
         x.bus = b as u8;
@@ -712,15 +897,24 @@ fn place(files: &[ExpanderFile], nics: &[Nic], node_count: usize, errs: &mut Err
 
 fn check_cmdline(c: &str) -> Result<(), String> {
     if c.len() > MAX_CMDLINE_EXTRA {
-        return Err(format!("is {} bytes long; the limit is {MAX_CMDLINE_EXTRA}", c.len()));
+        return Err(format!(
+            "is {} bytes long; the limit is {MAX_CMDLINE_EXTRA}",
+            c.len()
+        ));
     }
-    if let Some(ch) = c.chars().find(|&ch| !(' '..='~').contains(&ch) || matches!(ch, '"' | '\'' | '\\' | '`' | '$')) {
+    if let Some(ch) = c
+        .chars()
+        .find(|&ch| !(' '..='~').contains(&ch) || matches!(ch, '"' | '\'' | '\\' | '`' | '$'))
+    {
         return Err(format!(
             "character {:?} is not allowed: use printable ASCII without quotes, backslashes, '`' or '$'",
             ch
         ));
     }
-    if let Some(word) = c.split_whitespace().find(|w| w.starts_with("nestlab.") || w.starts_with("rdinit=") || w.starts_with("init=")) {
+    if let Some(word) = c
+        .split_whitespace()
+        .find(|w| w.starts_with("nestlab.") || w.starts_with("rdinit=") || w.starts_with("init="))
+    {
         return Err(format!("'{word}' is reserved: nestlab sets it"));
     }
     Ok(())
@@ -736,12 +930,26 @@ fn check_nested(assign: &[String], nics: &[Nic], errs: &mut Errors) -> Vec<Devic
             continue;
         };
         let Some(nic) = nics.get(r.nic) else {
-            errs.push(field, Problem::UnknownDevice { id: id.clone(), last: nics.len().saturating_sub(1) });
+            errs.push(
+                field,
+                Problem::UnknownDevice {
+                    id: id.clone(),
+                    last: nics.len().saturating_sub(1),
+                },
+            );
             continue;
         };
         if let Some(vf) = r.vf {
             if vf >= nic.vfs {
-                errs.push(field, Problem::UnknownVf { id: id.clone(), vf, nic: nic.id.clone(), vfs: nic.vfs });
+                errs.push(
+                    field,
+                    Problem::UnknownVf {
+                        id: id.clone(),
+                        vf,
+                        nic: nic.id.clone(),
+                        vfs: nic.vfs,
+                    },
+                );
                 continue;
             }
         }
@@ -749,8 +957,15 @@ fn check_nested(assign: &[String], nics: &[Nic], errs: &mut Errors) -> Vec<Devic
             errs.push(field, Problem::DuplicateDevice(id.clone()));
             continue;
         }
-        if let Some(other) = refs.iter().find(|o| o.nic == r.nic && o.vf.is_some() != r.vf.is_some()) {
-            let (pf, vf) = if r.vf.is_some() { (other.to_string(), r.to_string()) } else { (r.to_string(), other.to_string()) };
+        if let Some(other) = refs
+            .iter()
+            .find(|o| o.nic == r.nic && o.vf.is_some() != r.vf.is_some())
+        {
+            let (pf, vf) = if r.vf.is_some() {
+                (other.to_string(), r.to_string())
+            } else {
+                (r.to_string(), other.to_string())
+            };
             errs.push(field, Problem::PfAndVf { pf, vf });
             continue;
         }
@@ -762,7 +977,11 @@ fn check_nested(assign: &[String], nics: &[Nic], errs: &mut Errors) -> Vec<Devic
 /// Reads `nicN` or `nicN.vfK`.
 pub fn parse_device_ref(id: &str) -> Option<DeviceRef> {
     let num = |s: &str| -> Option<u32> {
-        if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
+        if s.is_empty()
+            || s.len() > 4
+            || !s.bytes().all(|b| b.is_ascii_digit())
+            || (s.len() > 1 && s.starts_with('0'))
+        {
             None
         } else {
             s.parse().ok()
@@ -773,7 +992,10 @@ pub fn parse_device_ref(id: &str) -> Option<DeviceRef> {
         Some((n, v)) => (n, Some(num(v.strip_prefix("vf")?)?)),
         None => (rest, None),
     };
-    Some(DeviceRef { nic: num(n)? as usize, vf })
+    Some(DeviceRef {
+        nic: num(n)? as usize,
+        vf,
+    })
 }
 
 #[cfg(test)]
@@ -791,7 +1013,13 @@ mod tests {
     #[test]
     fn cpu_beyond_vcpus() {
         let e = errors("name = \"t\"\nvcpus = 8\n[[node]]\ncpus = \"0-7\"\nmemory = \"1 GiB\"\n[[node]]\ncpus = \"9\"\nmemory = \"1 GiB\"\n");
-        assert!(e.has("node[1].cpus", &Problem::CpuBeyondVcpus { cpu: 9, vcpus: 8 }), "{e}");
+        assert!(
+            e.has(
+                "node[1].cpus",
+                &Problem::CpuBeyondVcpus { cpu: 9, vcpus: 8 }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
@@ -810,13 +1038,34 @@ mod tests {
     fn collision() {
         let t = format!("{BASE}[[expander]]\nnode = 0\nbus = 100\nroot_ports = 3\n[[expander]]\nnode = 1\nbus = 103\n[[nic]]\nmodel = \"e1000e\"\nnode = 1\n");
         let e = errors(&t);
-        assert!(e.has("expander[1].bus", &Problem::BusCollision { first: 103, last: 104, other: 0, other_first: 100, other_last: 103 }), "{e}");
+        assert!(
+            e.has(
+                "expander[1].bus",
+                &Problem::BusCollision {
+                    first: 103,
+                    last: 104,
+                    other: 0,
+                    other_first: 100,
+                    other_last: 103
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
     fn device_refs() {
-        assert_eq!(parse_device_ref("nic8"), Some(DeviceRef { nic: 8, vf: None }));
-        assert_eq!(parse_device_ref("nic9.vf0"), Some(DeviceRef { nic: 9, vf: Some(0) }));
+        assert_eq!(
+            parse_device_ref("nic8"),
+            Some(DeviceRef { nic: 8, vf: None })
+        );
+        assert_eq!(
+            parse_device_ref("nic9.vf0"),
+            Some(DeviceRef {
+                nic: 9,
+                vf: Some(0)
+            })
+        );
         assert_eq!(parse_device_ref("nic"), None);
         assert_eq!(parse_device_ref("nic01"), None);
         assert_eq!(parse_device_ref("nic1.vf"), None);
@@ -825,7 +1074,8 @@ mod tests {
 
     #[test]
     fn nested_without_iommu() {
-        let t = format!("{BASE}[[nic]]\nmodel = \"e1000e\"\nnode = 0\n[nested]\nassign = [\"nic0\"]\n");
+        let t =
+            format!("{BASE}[[nic]]\nmodel = \"e1000e\"\nnode = 0\n[nested]\nassign = [\"nic0\"]\n");
         assert!(errors(&t).has("nested.assign", &Problem::NestedNoIommu));
     }
 }

@@ -31,12 +31,28 @@ pub fn verify(e: &Expected, o: &Observed) -> Vec<Check> {
 
 fn numa(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
     let Some(n) = &o.numactl else {
-        out.push(Check::skip("numa.nodes", format!("{} nodes", e.nodes.len()), "numactl.txt was not captured"));
+        out.push(Check::skip(
+            "numa.nodes",
+            format!("{} nodes", e.nodes.len()),
+            "numactl.txt was not captured",
+        ));
         for node in &e.nodes {
-            out.push(Check::skip(format!("numa.node{}.cpus", node.id), format!("CPUs {}", node.cpus), "numactl.txt was not captured"));
-            out.push(Check::skip(format!("numa.node{}.memory", node.id), format!("{}", node.memory), "numactl.txt was not captured"));
+            out.push(Check::skip(
+                format!("numa.node{}.cpus", node.id),
+                format!("CPUs {}", node.cpus),
+                "numactl.txt was not captured",
+            ));
+            out.push(Check::skip(
+                format!("numa.node{}.memory", node.id),
+                format!("{}", node.memory),
+                "numactl.txt was not captured",
+            ));
         }
-        out.push(Check::skip("numa.distances", "distance matrix", "numactl.txt was not captured"));
+        out.push(Check::skip(
+            "numa.distances",
+            "distance matrix",
+            "numactl.txt was not captured",
+        ));
         return;
     };
     let seen = if n.numa_available { n.nodes.len() } else { 0 };
@@ -45,18 +61,37 @@ fn numa(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
         seen == e.nodes.len(),
         format!("{} nodes", e.nodes.len()),
         format!("{seen} nodes"),
-        if seen == e.nodes.len() { "the guest has the NUMA nodes asked for".into() } else { format!("the guest has {seen} NUMA nodes, the profile asks for {}", e.nodes.len()) },
+        if seen == e.nodes.len() {
+            "the guest has the NUMA nodes asked for".into()
+        } else {
+            format!(
+                "the guest has {seen} NUMA nodes, the profile asks for {}",
+                e.nodes.len()
+            )
+        },
     ));
     for node in &e.nodes {
         let got = n.node(node.id);
-        let cpus_seen = got.map(|g| if g.cpus.is_empty() { "no CPUs".into() } else { format!("CPUs {}", g.cpus) }).unwrap_or_else(|| "no such node".into());
+        let cpus_seen = got
+            .map(|g| {
+                if g.cpus.is_empty() {
+                    "no CPUs".into()
+                } else {
+                    format!("CPUs {}", g.cpus)
+                }
+            })
+            .unwrap_or_else(|| "no such node".into());
         let ok = got.is_some_and(|g| g.cpus == node.cpus);
         out.push(Check::judge(
             format!("numa.node{}.cpus", node.id),
             ok,
             format!("CPUs {}", node.cpus),
             cpus_seen,
-            if ok { format!("node {} has its CPUs", node.id) } else { format!("node {} does not have the CPUs asked for", node.id) },
+            if ok {
+                format!("node {} has its CPUs", node.id)
+            } else {
+                format!("node {} does not have the CPUs asked for", node.id)
+            },
         ));
         let floor = memory_floor_mib(node.memory);
         let size = got.and_then(|g| g.size_mb);
@@ -64,9 +99,19 @@ fn numa(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
         out.push(Check::judge(
             format!("numa.node{}.memory", node.id),
             ok,
-            format!("{} MB configured ({}..={} MB usable)", node.memory.mib(), floor, node.memory.mib()),
-            size.map(|s| format!("{s} MB")).unwrap_or_else(|| "no size".into()),
-            if ok { format!("node {} has its memory", node.id) } else { format!("node {} does not have the memory asked for", node.id) },
+            format!(
+                "{} MB configured ({}..={} MB usable)",
+                node.memory.mib(),
+                floor,
+                node.memory.mib()
+            ),
+            size.map(|s| format!("{s} MB"))
+                .unwrap_or_else(|| "no size".into()),
+            if ok {
+                format!("node {} has its memory", node.id)
+            } else {
+                format!("node {} does not have the memory asked for", node.id)
+            },
         ));
     }
     match &n.distances {
@@ -78,20 +123,46 @@ fn numa(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
                     let want = e.distances.get(i).and_then(|r| r.get(j)).copied();
                     let got = m.get(*a, *b);
                     if want != got {
-                        bad.push(format!("{a}->{b}: {}", got.map(|g| g.to_string()).unwrap_or_else(|| "missing".into())));
+                        bad.push(format!(
+                            "{a}->{b}: {}",
+                            got.map(|g| g.to_string())
+                                .unwrap_or_else(|| "missing".into())
+                        ));
                     }
                 }
             }
-            let fmt = |rows: &Vec<Vec<u32>>| rows.iter().map(|r| r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join(" / ");
+            let fmt = |rows: &Vec<Vec<u32>>| {
+                rows.iter()
+                    .map(|r| {
+                        r.iter()
+                            .map(|v| v.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            };
             out.push(Check::judge(
                 "numa.distances",
                 bad.is_empty(),
                 fmt(&e.distances),
-                if bad.is_empty() { fmt(&m.rows) } else { format!("{} (differs at {})", fmt(&m.rows), bad.join(", ")) },
-                if bad.is_empty() { "the distance matrix matches".to_string() } else { "the distance matrix differs".to_string() },
+                if bad.is_empty() {
+                    fmt(&m.rows)
+                } else {
+                    format!("{} (differs at {})", fmt(&m.rows), bad.join(", "))
+                },
+                if bad.is_empty() {
+                    "the distance matrix matches".to_string()
+                } else {
+                    "the distance matrix differs".to_string()
+                },
             ));
         }
-        None => out.push(Check::skip("numa.distances", "distance matrix", "numactl.txt has no distance table")),
+        None => out.push(Check::skip(
+            "numa.distances",
+            "distance matrix",
+            "numactl.txt has no distance table",
+        )),
     }
 }
 
@@ -109,12 +180,23 @@ fn seen_devices(o: &Observed) -> Option<BTreeMap<Bdf, Seen>> {
     let mut m: BTreeMap<Bdf, Seen> = BTreeMap::new();
     if let Some(tree) = &o.lspci_tree {
         for d in tree.iter() {
-            m.insert(d.bdf, Seen { id: d.id, name: d.name.clone(), parent: Some(d.parent) });
+            m.insert(
+                d.bdf,
+                Seen {
+                    id: d.id,
+                    name: d.name.clone(),
+                    parent: Some(d.parent),
+                },
+            );
         }
     }
     if let Some(list) = &o.lspci {
         for d in list {
-            let s = m.entry(d.bdf).or_insert(Seen { id: None, name: None, parent: None });
+            let s = m.entry(d.bdf).or_insert(Seen {
+                id: None,
+                name: None,
+                parent: None,
+            });
             s.id = Some(d.id);
             if d.description.is_some() {
                 s.name = d.description.clone();
@@ -147,13 +229,24 @@ fn pci(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
                     None => s.keys().map(|b| b.bus).collect(),
                 };
                 let ok = roots.contains(&x.bus);
-                let all = roots.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ");
+                let all = roots
+                    .iter()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 out.push(Check::judge(
                     id,
                     ok,
                     want,
                     format!("root buses {all}"),
-                    if ok { format!("expander bus {} is there", x.bus) } else { format!("the guest has no root bus {}: the expander is missing", x.bus) },
+                    if ok {
+                        format!("expander bus {} is there", x.bus)
+                    } else {
+                        format!(
+                            "the guest has no root bus {}: the expander is missing",
+                            x.bus
+                        )
+                    },
                 ));
             }
         }
@@ -177,7 +270,9 @@ fn pci(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
                 } else if let (Some(name), Some(hint)) = (&got.name, &d.name_hint) {
                     // Tree only: names from pci.ids, or "Device 10d3" from an old one.
                     let dev_hex = format!("{:04x}", d.pci_id.device);
-                    if !name.contains(hint.as_str()) && !name.to_ascii_lowercase().contains(&dev_hex) {
+                    if !name.contains(hint.as_str())
+                        && !name.to_ascii_lowercase().contains(&dev_hex)
+                    {
                         problems.push(format!("'{name}' does not look like {hint}"));
                     }
                 }
@@ -185,7 +280,9 @@ fn pci(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
                     if parent != Some(want_parent) {
                         problems.push(format!(
                             "behind {} instead of {}",
-                            parent.map(|p| p.short()).unwrap_or_else(|| "no bridge".into()),
+                            parent
+                                .map(|p| p.short())
+                                .unwrap_or_else(|| "no bridge".into()),
                             want_parent.short()
                         ));
                     }
@@ -197,7 +294,14 @@ fn pci(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
                     (None, None) => "a device (no name or id printed)".into(),
                 };
                 let ok = problems.is_empty();
-                (ok, if ok { format!("{what} at {}", d.bdf.short()) } else { format!("{what} at {}: {}", d.bdf.short(), problems.join("; ")) })
+                (
+                    ok,
+                    if ok {
+                        format!("{what} at {}", d.bdf.short())
+                    } else {
+                        format!("{what} at {}: {}", d.bdf.short(), problems.join("; "))
+                    },
+                )
             }
         };
         out.push(Check::judge(
@@ -205,7 +309,11 @@ fn pci(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
             ok,
             want.clone(),
             observed,
-            if ok { format!("{} is where the profile put it", d.id) } else { format!("{} is missing or wrong", d.id) },
+            if ok {
+                format!("{} is where the profile put it", d.id)
+            } else {
+                format!("{} is missing or wrong", d.id)
+            },
         ));
     }
     // Nothing else on an expander's buses.
@@ -226,9 +334,23 @@ fn pci(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
         out.push(Check::judge(
             id,
             extra.is_empty(),
-            format!("only the profile's devices on buses {}..{}", x.bus, x.last_bus),
-            if extra.is_empty() { "nothing else".into() } else { format!("also {}", extra.join(", ")) },
-            if extra.is_empty() { format!("expander {} carries only the profile's devices", x.bus) } else { format!("expander {} carries devices the profile does not have", x.bus) },
+            format!(
+                "only the profile's devices on buses {}..{}",
+                x.bus, x.last_bus
+            ),
+            if extra.is_empty() {
+                "nothing else".into()
+            } else {
+                format!("also {}", extra.join(", "))
+            },
+            if extra.is_empty() {
+                format!("expander {} carries only the profile's devices", x.bus)
+            } else {
+                format!(
+                    "expander {} carries devices the profile does not have",
+                    x.bus
+                )
+            },
         ));
     }
     // NUMA node of every device with one.
@@ -251,7 +373,11 @@ fn pci(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
                 Some(n) => format!("node {n}"),
                 None => format!("no numa_node entry for {}", d.bdf.short()),
             },
-            if ok { format!("{} is on node {want_node}", d.id) } else { format!("{} is not on the node of its expander", d.id) },
+            if ok {
+                format!("{} is on node {want_node}", d.id)
+            } else {
+                format!("{} is not on the node of its expander", d.id)
+            },
         ));
     }
 }
@@ -264,13 +390,27 @@ fn iommu(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
         (None, None) => None,
         (a, b) => Some(a.unwrap_or(false) || b.unwrap_or(false)),
     };
-    let want = if e.iommu { "an active Intel IOMMU (DMAR line or IOMMU groups)" } else { "no IOMMU" };
+    let want = if e.iommu {
+        "an active Intel IOMMU (DMAR line or IOMMU groups)"
+    } else {
+        "no IOMMU"
+    };
     match active {
-        None => out.push(Check::skip("iommu.active", want, "neither dmesg.txt nor iommu-groups.txt was captured")),
+        None => out.push(Check::skip(
+            "iommu.active",
+            want,
+            "neither dmesg.txt nor iommu-groups.txt was captured",
+        )),
         Some(active) => {
             let mut seen = Vec::new();
             if let Some(d) = &o.dmesg {
-                seen.push(if d.iommu_active { "DMAR line present".to_string() } else if d.iommu_enabled { "only 'DMAR: IOMMU enabled' (not active)".to_string() } else { "no DMAR line".to_string() });
+                seen.push(if d.iommu_active {
+                    "DMAR line present".to_string()
+                } else if d.iommu_enabled {
+                    "only 'DMAR: IOMMU enabled' (not active)".to_string()
+                } else {
+                    "no DMAR line".to_string()
+                });
             }
             if let Some(g) = groups {
                 seen.push(format!("{} IOMMU groups", g.len()));
@@ -303,7 +443,11 @@ fn iommu(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
             None => (false, format!("{} is in no IOMMU group", d.bdf.short())),
             Some(n) => {
                 let members = g.members(n);
-                let others: Vec<String> = members.iter().filter(|b| **b != d.bdf).map(|b| b.short()).collect();
+                let others: Vec<String> = members
+                    .iter()
+                    .filter(|b| **b != d.bdf)
+                    .map(|b| b.short())
+                    .collect();
                 if others.is_empty() {
                     (true, format!("group {n}: {} only", d.bdf.short()))
                 } else {
@@ -316,7 +460,14 @@ fn iommu(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
             ok,
             want,
             observed,
-            if ok { format!("{} can be assigned on its own", d.id) } else { format!("{} shares its IOMMU group, so it cannot be assigned alone", d.id) },
+            if ok {
+                format!("{} can be assigned on its own", d.id)
+            } else {
+                format!(
+                    "{} shares its IOMMU group, so it cannot be assigned alone",
+                    d.id
+                )
+            },
         ));
     }
 }
@@ -326,7 +477,11 @@ fn kvm(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
         return;
     }
     match &o.kvm {
-        None => out.push(Check::skip("kvm.present", "/dev/kvm", "kvm.txt was not captured")),
+        None => out.push(Check::skip(
+            "kvm.present",
+            "/dev/kvm",
+            "kvm.txt was not captured",
+        )),
         Some(k) => {
             let ok = k.present && k.is_char_device;
             out.push(Check::judge(
@@ -346,7 +501,9 @@ mod tests {
 
     #[test]
     fn memory_rule() {
-        let ok = |configured_mib: u64, seen: u64| seen >= memory_floor_mib(Bytes::from_mib(configured_mib));
+        let ok = |configured_mib: u64, seen: u64| {
+            seen >= memory_floor_mib(Bytes::from_mib(configured_mib))
+        };
         assert!(ok(4000, 3856));
         assert!(ok(2000, 1969));
         assert!(ok(512, 459));

@@ -31,7 +31,9 @@ fn uri() -> String {
 
 fn render_to(dir: &Path, name: &str, accel: Accel) -> std::path::PathBuf {
     let t = nestlab::resolve::resolve(&load_profile_arg(name).unwrap()).unwrap();
-    let xml = render(&t, accel, &BootSpec::placeholder()).to_xml().unwrap();
+    let xml = render(&t, accel, &BootSpec::placeholder())
+        .to_xml()
+        .unwrap();
     let path = dir.join(format!("{name}-{accel}.xml"));
     std::fs::write(&path, xml).unwrap();
     path
@@ -39,7 +41,10 @@ fn render_to(dir: &Path, name: &str, accel: Accel) -> std::path::PathBuf {
 
 #[test]
 fn schema_accepts_every_shipped_profile() {
-    let have = Command::new("virt-xml-validate").arg("--help").output().is_ok();
+    let have = Command::new("virt-xml-validate")
+        .arg("--help")
+        .output()
+        .is_ok();
     if !require("virt-xml-validate", have) {
         return;
     }
@@ -47,7 +52,11 @@ fn schema_accepts_every_shipped_profile() {
     for (name, _) in SHIPPED {
         for accel in [Accel::Kvm, Accel::Tcg] {
             let path = render_to(dir.path(), name, accel);
-            let out = Command::new("virt-xml-validate").arg(&path).arg("domain").output().unwrap();
+            let out = Command::new("virt-xml-validate")
+                .arg(&path)
+                .arg("domain")
+                .output()
+                .unwrap();
             assert!(
                 out.status.success(),
                 "{name} ({accel}) fails libvirt's schema:\n{}{}",
@@ -73,7 +82,10 @@ fn to_native(path: &Path) -> Result<String, String> {
 }
 
 fn libvirtd_up() -> bool {
-    Command::new("virsh").args(["-c", &uri(), "version"]).output().is_ok_and(|o| o.status.success())
+    Command::new("virsh")
+        .args(["-c", &uri(), "version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -85,7 +97,8 @@ fn libvirtd_accepts_every_shipped_profile() {
     for (name, _) in SHIPPED {
         for accel in [Accel::Kvm, Accel::Tcg] {
             let path = render_to(dir.path(), name, accel);
-            let argv = to_native(&path).unwrap_or_else(|e| panic!("libvirtd refuses {name} ({accel}): {e}"));
+            let argv = to_native(&path)
+                .unwrap_or_else(|e| panic!("libvirtd refuses {name} ({accel}): {e}"));
             assert!(argv.contains("-machine pc-q35"), "{name}: {argv}");
             eprintln!("libvirtd ok: {name} ({accel})");
         }
@@ -101,17 +114,36 @@ fn reference_qemu_command_line_has_the_recipe() {
     let argv = to_native(&render_to(dir.path(), "reference", Accel::Tcg)).unwrap();
     for (bus, node) in [(180, 0), (200, 1), (220, 2)] {
         let want = format!("\"driver\":\"pxb-pcie\",\"bus_nr\":{bus},");
-        let line = argv.split(" -device ").find(|d| d.contains(&want)).unwrap_or_else(|| panic!("no pxb-pcie bus_nr {bus}: {argv}"));
+        let line = argv
+            .split(" -device ")
+            .find(|d| d.contains(&want))
+            .unwrap_or_else(|| panic!("no pxb-pcie bus_nr {bus}: {argv}"));
         assert!(line.contains(&format!("\"numa_node\":{node}")), "{line}");
     }
     assert_eq!(argv.matches("\"driver\":\"e1000e\"").count(), 9, "{argv}");
-    assert_eq!(argv.matches("\"driver\":\"pcie-root-port\"").count(), 9, "{argv}");
-    let iommu = argv.split(" -device ").find(|d| d.contains("intel-iommu")).expect("no intel-iommu");
+    assert_eq!(
+        argv.matches("\"driver\":\"pcie-root-port\"").count(),
+        9,
+        "{argv}"
+    );
+    let iommu = argv
+        .split(" -device ")
+        .find(|d| d.contains("intel-iommu"))
+        .expect("no intel-iommu");
     assert!(iommu.contains("\"intremap\":\"on\""), "{iommu}");
     assert!(iommu.contains("\"caching-mode\":true"), "{iommu}");
-    assert!(argv.contains("kernel_irqchip=split"), "no split irqchip: {argv}");
+    assert!(
+        argv.contains("kernel_irqchip=split"),
+        "no split irqchip: {argv}"
+    );
     assert!(argv.contains("usb=off"), "{argv}");
-    assert!(!argv.contains("xhci") && !argv.contains("ich9-usb"), "a USB controller crept in: {argv}");
-    assert!(!argv.contains("virtio-balloon"), "a balloon crept in: {argv}");
+    assert!(
+        !argv.contains("xhci") && !argv.contains("ich9-usb"),
+        "a USB controller crept in: {argv}"
+    );
+    assert!(
+        !argv.contains("virtio-balloon"),
+        "a balloon crept in: {argv}"
+    );
     assert!(argv.contains("-accel tcg"));
 }

@@ -9,7 +9,8 @@ use std::process::Command;
 use nestlab::load_profile_file;
 
 fn rel(path: &Path) -> &Path {
-    path.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(path)
+    path.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+        .unwrap_or(path)
 }
 
 #[test]
@@ -17,9 +18,13 @@ fn good_profiles_load_and_render() {
     insta::glob!("profiles/good/*.toml", |path| {
         let p = load_profile_file(rel(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let t = nestlab::resolve::resolve(&p).unwrap();
-        let xml = nestlab::render::render(&t, nestlab::render::Accel::Tcg, &nestlab::render::BootSpec::placeholder())
-            .to_xml()
-            .unwrap();
+        let xml = nestlab::render::render(
+            &t,
+            nestlab::render::Accel::Tcg,
+            &nestlab::render::BootSpec::placeholder(),
+        )
+        .to_xml()
+        .unwrap();
         insta::assert_snapshot!(xml);
     });
 }
@@ -39,9 +44,18 @@ fn cli_exits_2_on_every_bad_profile() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         for args in [vec!["validate"], vec!["xml"]] {
-            let out = Command::new(env!("CARGO_BIN_EXE_nestlab")).args(&args).arg(&path).output().unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_nestlab"))
+                .args(&args)
+                .arg(&path)
+                .output()
+                .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{} {args:?}: {stderr}", path.display());
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{} {args:?}: {stderr}",
+                path.display()
+            );
             assert!(stderr.starts_with("error: "), "{stderr}");
             assert!(!stderr.contains("panicked"), "{stderr}");
             assert!(out.stdout.is_empty(), "{} printed XML", path.display());
@@ -57,7 +71,11 @@ fn huge_file_is_refused_before_parsing() {
     let path = dir.path().join("huge.toml");
     let f = std::fs::File::create(&path).unwrap();
     f.set_len(100 * 1024 * 1024).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_nestlab")).arg("validate").arg(&path).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nestlab"))
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("too large for a profile"));
 }
@@ -70,10 +88,16 @@ fn not_utf8_and_directories_and_missing() {
     for (arg, want) in [
         (bin.display().to_string(), "not UTF-8"),
         (dir.path().display().to_string(), "is a directory"),
-        ("no-such-profile".to_string(), "no profile 'no-such-profile'"),
+        (
+            "no-such-profile".to_string(),
+            "no profile 'no-such-profile'",
+        ),
         ("/no/such/file.toml".to_string(), "cannot read profile"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_nestlab")).args(["validate", &arg]).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_nestlab"))
+            .args(["validate", &arg])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{arg}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(want), "{arg}: {stderr}");

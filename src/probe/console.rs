@@ -1,0 +1,656 @@
+//! Reading the appliance's serial console back: a pure, incremental parser
+//! of the marker framing (see the [`probe`](super) module docs).
+//!
+//! Bytes go in as they arrive ([`ConsoleReader::feed`]), in chunks of any
+//! size; the result does not depend on where the chunks split. Lines are
+//! split on `\n`, trailing `\r`s dropped, invalid UTF-8 replaced; a line
+//! longer than 64 KiB is cut into 64 KiB pieces (kept joined in a file's
+//! content). Lines between a `begin` and its `end` marker are the file's
+//! content, kernel messages that interleave included; everything else is
+//! console noise, kept only in the [`tail`](ConsoleReader::tail).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use super::{is_valid_file_name, CaptureSet, CapturedFile, Nonce, StepError};
+
+/// Longest line kept in one piece.
+const MAX_LINE: usize = 64 * 1024;
+/// Console lines kept for [`ConsoleReader::tail`].
+const TAIL_LINES: usize = 200;
+/// Console lines an error carries.
+const ERROR_TAIL_LINES: usize = 30;
+/// What the kernel prints when it panics.
+const PANIC_TEXT: &str = "Kernel panic - not syncing";
+
+/// Something the console showed, in the order it showed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleEvent {
+    /// The appliance's /init started (the kernel booted).
+    InitStarted,
+    /// A step of /init failed (`insmod`, `sriov`); it goes on.
+    StepFailed(StepError),
+    /// The output of this capture file starts.
+    FileBegun(String),
+    /// The output of this capture file is complete.
+    FileDone(String),
+    /// Every capture was printed (the guest powers off next, or, in shell
+    /// mode, starts a shell).
+    Done,
+    /// Shell mode: an interactive shell now owns the console.
+    ShellReady,
+    /// The kernel panicked; the line that says so.
+    KernelPanic(String),
+}
+
+/// Why a console stream did not hold a complete capture. Each variant
+/// carries the last console lines, which its message shows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsoleError {
+    /// The kernel panicked before the captures were done.
+    #[error("guest kernel panicked: {line}{}", fmt_tail(tail))]
+    KernelPanic {
+        /// The panic line.
+        line: String,
+        /// The last console lines.
+        tail: Vec<String>,
+    },
+    /// No `init` marker: the kernel did not get to /init, or it is not the
+    /// probe appliance, or the nonce is not this boot's.
+    #[error("the probe appliance's /init never started (no init marker with this nonce on the console){}", fmt_tail(tail))]
+    NoInit {
+        /// The last console lines.
+        tail: Vec<String>,
+    },
+    /// The console ended inside a capture.
+    #[error(
+        "console ended inside capture {file} (no end marker){}",
+        fmt_tail(tail)
+    )]
+    Truncated {
+        /// The capture file that was being printed.
+        file: String,
+        /// The last console lines.
+        tail: Vec<String>,
+    },
+    /// The console ended between captures, before the `done` marker.
+    #[error(
+        "console ended before the probe was done (after {} of the captures){}",
+        done_count,
+        fmt_tail(tail)
+    )]
+    NotDone {
+        /// How many captures were complete.
+        done_count: usize,
+        /// The last console lines.
+        tail: Vec<String>,
+    },
+}
+
+fn fmt_tail(tail: &[String]) -> String {
+    if tail.is_empty() {
+        return "; the console was empty".to_string();
+    }
+    let mut s = String::from("; last console lines:");
+    for line in tail {
+        s.push_str("\n  | ");
+        s.push_str(line);
+    }
+    s
+}
+
+/// A marker, parsed from the text after `::nestlab:<nonce>:`.
+#[derive(Debug, PartialEq)]
+enum Marker<'a> {
+    Init(Option<Duration>),
+    Error { step: &'a str, detail: &'a str },
+    Begin(&'a str),
+    End { file: &'a str, code: i32 },
+    Done(Option<Duration>),
+    Shell,
+}
+
+fn parse_uptime(s: &str) -> Option<Duration> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+}
+
+fn parse_marker(body: &str) -> Option<Marker<'_>> {
+    if let Some(rest) = body.strip_prefix("error:") {
+        let end = rest.rfind("::")?;
+        let (step, detail) = rest[..end].split_once(':')?;
+        if step.is_empty()
+            || !step
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return None;
+        }
+        return Some(Marker::Error {
+            step,
+            detail: detail.trim(),
+        });
+    }
+    let inner = &body[..body.find("::")?];
+    let (kind, arg) = inner.split_once(':').unwrap_or((inner, ""));
+    match kind {
+        "init" => Some(Marker::Init(parse_uptime(arg))),
+        "done" => Some(Marker::Done(parse_uptime(arg))),
+        "shell" if arg.is_empty() => Some(Marker::Shell),
+        "begin" if is_valid_file_name(arg) => Some(Marker::Begin(arg)),
+        "end" => {
+            let (file, code) = arg.rsplit_once(':')?;
+            let code = code.parse().ok()?;
+            is_valid_file_name(file).then_some(Marker::End { file, code })
+        }
+        _ => None,
+    }
+}
+
+/// Console text safe to show on a terminal: control characters but tab
+/// become `.`.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\t' { '.' } else { c })
+        .collect()
+}
+
+/// Reads one boot's console stream into a [`CaptureSet`], incrementally.
+/// Never panics, whatever the bytes.
+#[derive(Debug, Clone)]
+pub struct ConsoleReader {
+    /// `::nestlab:<nonce>:`
+    prefix: String,
+    /// The current line so far (no newline yet).
+    pending: Vec<u8>,
+    /// The last console lines, printable.
+    tail: VecDeque<String>,
+    /// The capture being printed: name and content so far.
+    open: Option<(String, String)>,
+    /// A capture the console ended inside (set by `finish`).
+    truncated: Option<String>,
+    set: CaptureSet,
+    init_seen: bool,
+    done_seen: bool,
+    /// The first panic line, if it came before `done`.
+    panic: Option<String>,
+}
+
+impl ConsoleReader {
+    /// A reader for the boot whose kernel command line carried
+    /// `nestlab.nonce=<nonce>`; markers with any other nonce are text.
+    pub fn new(nonce: &Nonce) -> Self {
+        ConsoleReader {
+            prefix: format!("::nestlab:{nonce}:"),
+            pending: Vec::new(),
+            tail: VecDeque::with_capacity(TAIL_LINES),
+            open: None,
+            truncated: None,
+            set: CaptureSet::default(),
+            init_seen: false,
+            done_seen: false,
+            panic: None,
+        }
+    }
+
+    /// Takes the next bytes of the console, returns what they completed.
+    /// A line is only looked at once its newline has arrived (or at
+    /// [`finish`](Self::finish)).
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<ConsoleEvent> {
+        let mut events = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let room = MAX_LINE.saturating_sub(self.pending.len()).max(1);
+            let window = &rest[..rest.len().min(room)];
+            match window.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    self.pending.extend_from_slice(&window[..i]);
+                    rest = &rest[i + 1..];
+                    let line = std::mem::take(&mut self.pending);
+                    self.line(&line, true, &mut events);
+                }
+                None => {
+                    self.pending.extend_from_slice(window);
+                    rest = &rest[window.len()..];
+                    if self.pending.len() >= MAX_LINE {
+                        let line = std::mem::take(&mut self.pending);
+                        self.line(&line, false, &mut events);
+                    }
+                }
+            }
+        }
+        events
+    }
+
+    /// Whether the `init` marker was seen.
+    pub fn init_started(&self) -> bool {
+        self.init_seen
+    }
+
+    /// Whether the `done` marker was seen.
+    pub fn is_done(&self) -> bool {
+        self.done_seen
+    }
+
+    /// The captures complete so far (and any cut short by a later `begin`
+    /// or `done`, with no exit code), by file name.
+    pub fn files(&self) -> &BTreeMap<String, CapturedFile> {
+        &self.set.files
+    }
+
+    /// Everything read so far: files, failed steps, uptimes.
+    pub fn captured(&self) -> &CaptureSet {
+        &self.set
+    }
+
+    /// The name of the capture being printed now, if any.
+    pub fn current_file(&self) -> Option<&str> {
+        self.open.as_ref().map(|(name, _)| name.as_str())
+    }
+
+    /// The last `n` console lines (at most 200 are kept), the unfinished
+    /// current line last; control characters shown as `.`.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let mut lines: Vec<String> = self.tail.iter().cloned().collect();
+        if !self.pending.is_empty() {
+            lines.push(printable(&String::from_utf8_lossy(&self.pending)));
+        }
+        let skip = lines.len().saturating_sub(n);
+        lines.split_off(skip)
+    }
+
+    /// Ends the stream: takes the unfinished last line as a line, then
+    /// returns the capture if the `done` marker came.
+    ///
+    /// # Errors
+    /// [`ConsoleError::KernelPanic`] when the kernel panicked before `done`,
+    /// [`ConsoleError::NoInit`] without an `init` marker,
+    /// [`ConsoleError::Truncated`] when the console ended inside a capture,
+    /// [`ConsoleError::NotDone`] when it ended between captures. What was
+    /// read stays available through [`files`](Self::files).
+    pub fn finish(&mut self) -> Result<CaptureSet, ConsoleError> {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.line(&line, false, &mut Vec::new());
+        }
+        if let Some((name, content)) = self.open.take() {
+            self.set.files.insert(
+                name.clone(),
+                CapturedFile {
+                    content,
+                    exit_code: None,
+                },
+            );
+            self.truncated = Some(name);
+        }
+        let tail = self.tail(ERROR_TAIL_LINES);
+        if let Some(line) = &self.panic {
+            return Err(ConsoleError::KernelPanic {
+                line: line.clone(),
+                tail,
+            });
+        }
+        if !self.init_seen {
+            return Err(ConsoleError::NoInit { tail });
+        }
+        if let Some(file) = &self.truncated {
+            return Err(ConsoleError::Truncated {
+                file: file.clone(),
+                tail,
+            });
+        }
+        if !self.done_seen {
+            let done_count = self
+                .set
+                .files
+                .values()
+                .filter(|f| f.exit_code.is_some())
+                .count();
+            return Err(ConsoleError::NotDone { done_count, tail });
+        }
+        Ok(self.set.clone())
+    }
+
+    fn line(&mut self, raw: &[u8], terminated: bool, events: &mut Vec<ConsoleEvent>) {
+        let mut bytes = raw;
+        if terminated {
+            while let [rest @ .., b'\r'] = bytes {
+                bytes = rest;
+            }
+        }
+        let text = String::from_utf8_lossy(bytes);
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(printable(&text));
+
+        if let Some(at) = text.find(PANIC_TEXT) {
+            let line = printable(text[at..].trim_end());
+            if self.panic.is_none() && !self.done_seen {
+                self.panic = Some(line.clone());
+            }
+            events.push(ConsoleEvent::KernelPanic(line));
+        }
+
+        if let Some(at) = text.find(self.prefix.as_str()) {
+            if let Some(marker) = parse_marker(&text[at + self.prefix.len()..]) {
+                if self.marker(marker, &text[..at], events) {
+                    return;
+                }
+            }
+        }
+        self.append(&text, terminated);
+    }
+
+    /// Appends text to the open capture, if any.
+    fn append(&mut self, text: &str, terminated: bool) {
+        if let Some((_, content)) = &mut self.open {
+            content.push_str(text);
+            if terminated {
+                content.push('\n');
+            }
+        }
+    }
+
+    /// Closes the open capture with an exit code (None: cut short).
+    fn close(&mut self, exit_code: Option<i32>) -> Option<String> {
+        let (name, content) = self.open.take()?;
+        self.set
+            .files
+            .insert(name.clone(), CapturedFile { content, exit_code });
+        Some(name)
+    }
+
+    /// Acts on a marker; `before` is the text before it on its line, the
+    /// end of an output that had no final newline. Returns false when the
+    /// marker does not fit (an `end` for another file) and the line is text.
+    fn marker(&mut self, marker: Marker<'_>, before: &str, events: &mut Vec<ConsoleEvent>) -> bool {
+        if let Marker::End { file, .. } = marker {
+            if self.current_file() != Some(file) {
+                return false;
+            }
+        }
+        self.append(before, false);
+        match marker {
+            Marker::Init(uptime) => {
+                if !self.init_seen {
+                    self.init_seen = true;
+                    self.set.init_uptime = uptime;
+                    events.push(ConsoleEvent::InitStarted);
+                }
+            }
+            Marker::Error { step, detail } => {
+                let e = StepError {
+                    step: step.to_string(),
+                    detail: printable(detail),
+                };
+                self.set.step_errors.push(e.clone());
+                events.push(ConsoleEvent::StepFailed(e));
+            }
+            Marker::Begin(file) => {
+                self.close(None);
+                self.open = Some((file.to_string(), String::new()));
+                events.push(ConsoleEvent::FileBegun(file.to_string()));
+            }
+            Marker::End { code, .. } => {
+                if let Some(name) = self.close(Some(code)) {
+                    events.push(ConsoleEvent::FileDone(name));
+                }
+            }
+            Marker::Done(uptime) => {
+                self.close(None);
+                if !self.done_seen {
+                    self.done_seen = true;
+                    self.set.done_uptime = uptime;
+                    events.push(ConsoleEvent::Done);
+                }
+            }
+            Marker::Shell => events.push(ConsoleEvent::ShellReady),
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nonce() -> Nonce {
+        "abc123".parse().unwrap()
+    }
+
+    /// A console as the appliance prints it, with the awkward bits: CRLF,
+    /// boot noise, a printk inside a file, an output without final newline,
+    /// forged markers, invalid UTF-8, an error marker.
+    fn sample() -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(b"\x1b[2J\x1b[01;01HSeaBIOS (version 1.16)\r\n");
+        v.extend_from_slice(b"[    0.000000] Linux version 6.1.0-56-amd64\r\n");
+        v.extend_from_slice(b"[    0.000000] Command line: console=ttyS0 nestlab.nonce=abc123\r\n");
+        v.extend_from_slice(b"::nestlab:abc123:init:1.73::\r\n");
+        v.extend_from_slice(b"::nestlab:abc123:error:insmod:kvm_intel: insmod: can't insert 'kvm-intel.ko': Operation not supported ::\r\n");
+        v.extend_from_slice(b"::nestlab:abc123:begin:lspci.txt::\r\n");
+        v.extend_from_slice(
+            b"0000:00:00.0 Host bridge [0600]: Intel Corporation 82G33 [8086:29c0]\r\n",
+        );
+        v.extend_from_slice(b"::nestlab:ffff:end:lspci.txt:0::\r\n");
+        v.extend_from_slice(b"[    3.100000] e1000e 0000:b5:00.0: link up\r\n");
+        v.extend_from_slice(b"bad \xff\xfe utf8\r\n");
+        v.extend_from_slice(b"::nestlab:abc123:end:lspci.txt:0::\r\n");
+        v.extend_from_slice(b"::nestlab:abc123:begin:kvm.txt::\r\n");
+        v.extend_from_slice(b"no newline here::nestlab:abc123:end:kvm.txt:1::\r\n");
+        v.extend_from_slice(b"::nestlab:abc123:begin:sriov.txt::\r\n");
+        v.extend_from_slice(b"::nestlab:abc123:end:dmesg.txt:0::\r\n");
+        v.extend_from_slice(b"::nestlab:abc123:end:sriov.txt:0::\r\n");
+        v.extend_from_slice(b"::nestlab:abc123:done:9.5::\r\n");
+        v.extend_from_slice(b"[   10.000000] reboot: Power down\r\n");
+        v
+    }
+
+    #[test]
+    fn reads_the_sample() {
+        let mut r = ConsoleReader::new(&nonce());
+        let events = r.feed(&sample());
+        assert_eq!(
+            events,
+            vec![
+                ConsoleEvent::InitStarted,
+                ConsoleEvent::StepFailed(StepError {
+                    step: "insmod".into(),
+                    detail:
+                        "kvm_intel: insmod: can't insert 'kvm-intel.ko': Operation not supported"
+                            .into()
+                }),
+                ConsoleEvent::FileBegun("lspci.txt".into()),
+                ConsoleEvent::FileDone("lspci.txt".into()),
+                ConsoleEvent::FileBegun("kvm.txt".into()),
+                ConsoleEvent::FileDone("kvm.txt".into()),
+                ConsoleEvent::FileBegun("sriov.txt".into()),
+                ConsoleEvent::FileDone("sriov.txt".into()),
+                ConsoleEvent::Done,
+            ]
+        );
+        let set = r.finish().unwrap();
+        assert_eq!(
+            set.get("lspci.txt").unwrap(),
+            "0000:00:00.0 Host bridge [0600]: Intel Corporation 82G33 [8086:29c0]\n\
+             ::nestlab:ffff:end:lspci.txt:0::\n\
+             [    3.100000] e1000e 0000:b5:00.0: link up\n\
+             bad \u{fffd}\u{fffd} utf8\n"
+        );
+        assert_eq!(set.exit_code("lspci.txt"), Some(0));
+        assert_eq!(set.get("kvm.txt"), Some("no newline here"));
+        assert_eq!(set.exit_code("kvm.txt"), Some(1));
+        assert_eq!(
+            set.get("sriov.txt"),
+            Some("::nestlab:abc123:end:dmesg.txt:0::\n")
+        );
+        assert_eq!(set.init_uptime, Some(Duration::from_millis(1730)));
+        assert_eq!(set.done_uptime, Some(Duration::from_millis(9500)));
+        assert_eq!(set.step_errors.len(), 1);
+        assert_eq!(
+            r.tail(1),
+            vec!["[   10.000000] reboot: Power down".to_string()]
+        );
+    }
+
+    fn run_chunked(
+        data: &[u8],
+        cuts: &[usize],
+    ) -> (Vec<ConsoleEvent>, Result<CaptureSet, ConsoleError>) {
+        let mut r = ConsoleReader::new(&nonce());
+        let mut events = Vec::new();
+        let mut from = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&data.len())) {
+            events.extend(r.feed(&data[from..cut]));
+            from = cut;
+        }
+        (events, r.finish())
+    }
+
+    #[test]
+    fn chunking_at_every_byte_boundary_gives_the_same_result() {
+        let data = sample();
+        let whole = run_chunked(&data, &[]);
+        assert!(whole.1.is_ok());
+        for i in 0..=data.len() {
+            assert_eq!(run_chunked(&data, &[i]), whole, "split at {i}");
+        }
+        let every: Vec<usize> = (1..data.len()).collect();
+        assert_eq!(run_chunked(&data, &every), whole, "byte by byte");
+        // A truncated stream, too: every prefix read whole or bytewise agrees.
+        for end in (0..data.len()).step_by(7) {
+            let part = &data[..end];
+            let bytewise: Vec<usize> = (1..part.len()).collect();
+            assert_eq!(
+                run_chunked(part, &bytewise),
+                run_chunked(part, &[]),
+                "prefix {end}"
+            );
+        }
+    }
+
+    #[test]
+    fn forged_markers_are_text() {
+        let mut r = ConsoleReader::new(&nonce());
+        let events = r.feed(
+            b"::nestlab:abc124:init:1.0::\n::nestlab:ABC123:init::\n::nestlab::init::\nnestlab:abc123:init::\n",
+        );
+        assert!(events.is_empty());
+        assert!(matches!(r.finish(), Err(ConsoleError::NoInit { .. })));
+    }
+
+    #[test]
+    fn panic_is_reported() {
+        let mut r = ConsoleReader::new(&nonce());
+        let ev = r.feed(
+            b"[ 1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\r\n[ 1.0] ---[ end",
+        );
+        assert_eq!(
+            ev,
+            vec![ConsoleEvent::KernelPanic(
+                "Kernel panic - not syncing: VFS: Unable to mount root fs".into()
+            )]
+        );
+        let err = r.finish().unwrap_err();
+        assert!(matches!(&err, ConsoleError::KernelPanic { tail, .. } if tail.len() == 2));
+        assert!(
+            err.to_string()
+                .contains("last console lines:\n  | [ 1.0] Kernel panic"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn truncated_and_not_done() {
+        let mut r = ConsoleReader::new(&nonce());
+        r.feed(b"::nestlab:abc123:init:1::\n::nestlab:abc123:begin:dmesg.txt::\n[ 0.0] Linux");
+        assert_eq!(r.current_file(), Some("dmesg.txt"));
+        assert!(
+            matches!(r.finish(), Err(ConsoleError::Truncated { file, .. }) if file == "dmesg.txt")
+        );
+        assert_eq!(
+            r.files().get("dmesg.txt").map(|f| f.content.as_str()),
+            Some("[ 0.0] Linux")
+        );
+        let mut r = ConsoleReader::new(&nonce());
+        r.feed(b"::nestlab:abc123:init:1::\n::nestlab:abc123:begin:a.txt::\nx\n::nestlab:abc123:end:a.txt:0::\n");
+        assert!(matches!(
+            r.finish(),
+            Err(ConsoleError::NotDone { done_count: 1, .. })
+        ));
+        let mut r = ConsoleReader::new(&nonce());
+        assert!(r
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .ends_with("the console was empty"));
+    }
+
+    #[test]
+    fn long_lines_and_garbage_never_panic() {
+        // Deterministic pseudo-random bytes mixed with marker fragments.
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut data = Vec::new();
+        let pieces: [&[u8]; 6] = [
+            b"::nestlab:abc123:",
+            b"begin:a.txt::",
+            b"end:a.txt:",
+            b"::\n",
+            b"\r\n",
+            "\u{00e9}".as_bytes(),
+        ];
+        for _ in 0..20000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x % 5 == 0 {
+                data.extend_from_slice(pieces[(x >> 8) as usize % pieces.len()]);
+            } else {
+                data.push((x >> 24) as u8);
+            }
+        }
+        data.extend(std::iter::repeat(b'y').take(3 * MAX_LINE + 5));
+        let whole = run_chunked(&data, &[]);
+        let cuts: Vec<usize> = (1..data.len()).step_by(997).collect();
+        assert_eq!(run_chunked(&data, &cuts), whole);
+        // A long line inside a file stays one line.
+        let mut r = ConsoleReader::new(&nonce());
+        let mut d = b"::nestlab:abc123:init:1::\n::nestlab:abc123:begin:a.txt::\n".to_vec();
+        d.extend(std::iter::repeat(b'z').take(MAX_LINE * 2 + 3));
+        d.extend_from_slice(b"\n::nestlab:abc123:end:a.txt:0::\n::nestlab:abc123:done::\n");
+        r.feed(&d);
+        let set = r.finish().unwrap();
+        assert_eq!(set.get("a.txt").map(str::len), Some(MAX_LINE * 2 + 4));
+    }
+
+    #[test]
+    fn marker_parsing() {
+        assert_eq!(parse_marker("begin:x.txt::"), Some(Marker::Begin("x.txt")));
+        assert_eq!(parse_marker("begin:../x::"), None);
+        assert_eq!(
+            parse_marker("end:x.txt:-1::junk"),
+            Some(Marker::End {
+                file: "x.txt",
+                code: -1
+            })
+        );
+        assert_eq!(parse_marker("end:x.txt::"), None);
+        assert_eq!(parse_marker("init::"), Some(Marker::Init(None)));
+        assert_eq!(
+            parse_marker("done:2.50::"),
+            Some(Marker::Done(Some(Duration::from_millis(2500))))
+        );
+        assert_eq!(
+            parse_marker("error:sriov:0000:b5:00.0: no::"),
+            Some(Marker::Error {
+                step: "sriov",
+                detail: "0000:b5:00.0: no"
+            })
+        );
+        assert_eq!(parse_marker("shell::"), Some(Marker::Shell));
+        assert_eq!(parse_marker("what::"), None);
+        assert_eq!(parse_marker("init"), None);
+    }
+}
