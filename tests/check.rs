@@ -22,7 +22,11 @@ fn check_dir(profile: &str, dir: &Path) -> Report {
 }
 
 fn failing(r: &Report) -> BTreeSet<String> {
-    r.checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.id.clone()).collect()
+    r.checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .map(|c| c.id.clone())
+        .collect()
 }
 
 #[test]
@@ -63,7 +67,11 @@ fn mutated(edit: impl Fn(&str, String) -> Option<String>) -> Report {
 }
 
 fn drop_lines(content: String, needle: &str) -> String {
-    content.lines().filter(|l| !l.contains(needle)).map(|l| format!("{l}\n")).collect()
+    content
+        .lines()
+        .filter(|l| !l.contains(needle))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 fn set(ids: &[&str]) -> BTreeSet<String> {
@@ -74,13 +82,20 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
 fn a_nic_missing() {
     let r = mutated(|name, c| {
         Some(match name {
-            "lspci-tree.txt" => c.replace("+-01.0-[b6]----00.0  Intel Corporation 82574L Gigabit Network Connection", "+-01.0-[b6]--"),
+            "lspci-tree.txt" => c.replace(
+                "+-01.0-[b6]----00.0  Intel Corporation 82574L Gigabit Network Connection",
+                "+-01.0-[b6]--",
+            ),
             _ => drop_lines(c, "0000:b6:00.0"),
         })
     });
     assert_eq!(
         failing(&r),
-        set(&["pci.dev.b6:00.0.present", "pci.dev.b6:00.0.numa_node", "iommu.dev.b6:00.0.isolated"]),
+        set(&[
+            "pci.dev.b6:00.0.present",
+            "pci.dev.b6:00.0.numa_node",
+            "iommu.dev.b6:00.0.isolated"
+        ]),
         "{}",
         r.to_human(false)
     );
@@ -88,29 +103,69 @@ fn a_nic_missing() {
 
 #[test]
 fn a_nodes_cpus_wrong() {
-    let r = mutated(|name, c| Some(if name == "numactl.txt" { c.replace("node 1 cpus: 4 5", "node 1 cpus: 4") } else { c }));
-    assert_eq!(failing(&r), set(&["numa.node1.cpus"]), "{}", r.to_human(false));
+    let r = mutated(|name, c| {
+        Some(if name == "numactl.txt" {
+            c.replace("node 1 cpus: 4 5", "node 1 cpus: 4")
+        } else {
+            c
+        })
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["numa.node1.cpus"]),
+        "{}",
+        r.to_human(false)
+    );
 }
 
 #[test]
 fn a_device_on_the_wrong_node() {
-    let r = mutated(|name, c| Some(if name == "pci-numa.txt" { c.replace("0000:b5:00.0/numa_node:0", "0000:b5:00.0/numa_node:1") } else { c }));
-    assert_eq!(failing(&r), set(&["pci.dev.b5:00.0.numa_node"]), "{}", r.to_human(false));
+    let r = mutated(|name, c| {
+        Some(if name == "pci-numa.txt" {
+            c.replace("0000:b5:00.0/numa_node:0", "0000:b5:00.0/numa_node:1")
+        } else {
+            c
+        })
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["pci.dev.b5:00.0.numa_node"]),
+        "{}",
+        r.to_human(false)
+    );
 }
 
 #[test]
 fn merged_iommu_groups() {
     let r = mutated(|name, c| {
         Some(if name == "iommu-groups.txt" {
-            let group_of_b5 = c.lines().find(|l| l.ends_with("0000:b5:00.0")).unwrap().split('/').nth(4).unwrap().to_string();
+            let group_of_b5 = c
+                .lines()
+                .find(|l| l.ends_with("0000:b5:00.0"))
+                .unwrap()
+                .split('/')
+                .nth(4)
+                .unwrap()
+                .to_string();
             c.lines()
-                .map(|l| if l.ends_with("0000:b6:00.0") { format!("/sys/kernel/iommu_groups/{group_of_b5}/devices/0000:b6:00.0\n") } else { format!("{l}\n") })
+                .map(|l| {
+                    if l.ends_with("0000:b6:00.0") {
+                        format!("/sys/kernel/iommu_groups/{group_of_b5}/devices/0000:b6:00.0\n")
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
                 .collect()
         } else {
             c
         })
     });
-    assert_eq!(failing(&r), set(&["iommu.dev.b5:00.0.isolated", "iommu.dev.b6:00.0.isolated"]), "{}", r.to_human(false));
+    assert_eq!(
+        failing(&r),
+        set(&["iommu.dev.b5:00.0.isolated", "iommu.dev.b6:00.0.isolated"]),
+        "{}",
+        r.to_human(false)
+    );
 }
 
 #[test]
@@ -122,12 +177,21 @@ fn no_dmar_line() {
         _ => Some(c),
     });
     assert_eq!(failing(&r), set(&["iommu.active"]), "{}", r.to_human(false));
-    assert!(r.checks.iter().any(|c| c.id == "iommu.active" && c.observed.contains("IOMMU enabled")));
+    assert!(r
+        .checks
+        .iter()
+        .any(|c| c.id == "iommu.active" && c.observed.contains("IOMMU enabled")));
 }
 
 #[test]
 fn half_the_memory_fails() {
-    let r = mutated(|name, c| Some(if name == "numactl.txt" { c.replace("node 1 size: 1969 MB", "node 1 size: 984 MB") } else { c }));
+    let r = mutated(|name, c| {
+        Some(if name == "numactl.txt" {
+            c.replace("node 1 size: 1969 MB", "node 1 size: 984 MB")
+        } else {
+            c
+        })
+    });
     assert_eq!(failing(&r), set(&["numa.node1.memory"]));
 }
 
@@ -148,39 +212,85 @@ fn reports_snapshot() {
     let r = check_dir("reference", &captures().join("reference"));
     insta::assert_snapshot!("reference-human", r.to_human(true));
     insta::assert_snapshot!("reference-json", r.to_json());
-    let m = mutated(|name, c| Some(if name == "numactl.txt" { c.replace("node 1 cpus: 4 5", "node 1 cpus: 4") } else { c }));
+    let m = mutated(|name, c| {
+        Some(if name == "numactl.txt" {
+            c.replace("node 1 cpus: 4 5", "node 1 cpus: 4")
+        } else {
+            c
+        })
+    });
     insta::assert_snapshot!("mutated-cpus-human", m.to_human(false));
 }
 
 #[test]
 fn cli_exit_codes() {
     let bin = env!("CARGO_BIN_EXE_nestlab");
-    let ok = Command::new(bin).args(["check", "reference", "--from"]).arg(captures().join("reference")).output().unwrap();
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stdout));
-    let json = Command::new(bin).args(["check", "reference", "--json", "--from"]).arg(captures().join("reference")).output().unwrap();
+    let ok = Command::new(bin)
+        .args(["check", "reference", "--from"])
+        .arg(captures().join("reference"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let json = Command::new(bin)
+        .args(["check", "reference", "--json", "--from"])
+        .arg(captures().join("reference"))
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["verdict"], "pass");
     assert_eq!(v["profile"], "reference");
-    assert!(v["checks"].as_array().unwrap().iter().all(|c| c["id"].is_string() && c["status"].is_string()));
+    assert!(v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["id"].is_string() && c["status"].is_string()));
     // Old distro: skips become failures with --require-all.
-    let strict = Command::new(bin).args(["check", "reference", "--require-all", "--from"]).arg(captures().join("old-distro-reference")).output().unwrap();
+    let strict = Command::new(bin)
+        .args(["check", "reference", "--require-all", "--from"])
+        .arg(captures().join("old-distro-reference"))
+        .output()
+        .unwrap();
     assert_eq!(strict.status.code(), Some(1));
     // The wrong profile for a capture fails.
-    let wrong = Command::new(bin).args(["check", "minimal", "--from"]).arg(captures().join("reference")).output().unwrap();
+    let wrong = Command::new(bin)
+        .args(["check", "minimal", "--from"])
+        .arg(captures().join("reference"))
+        .output()
+        .unwrap();
     assert_eq!(wrong.status.code(), Some(1));
     // Unreadable inputs exit 2.
-    let missing = Command::new(bin).args(["check", "reference", "--from", "/no/such/dir"]).output().unwrap();
+    let missing = Command::new(bin)
+        .args(["check", "reference", "--from", "/no/such/dir"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(2));
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("numactl.txt"), "node 0 cpus: x y z\n").unwrap();
-    let garbage = Command::new(bin).args(["check", "reference", "--from"]).arg(dir.path()).output().unwrap();
-    assert_eq!(garbage.status.code(), Some(2), "{}", String::from_utf8_lossy(&garbage.stderr));
+    let garbage = Command::new(bin)
+        .args(["check", "reference", "--from"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        garbage.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&garbage.stderr)
+    );
     assert!(String::from_utf8_lossy(&garbage.stderr).contains("numactl.txt"));
 }
 
 #[test]
 fn capture_script_is_posix_sh_and_writes_every_file() {
-    let out = Command::new(env!("CARGO_BIN_EXE_nestlab")).arg("capture-script").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nestlab"))
+        .arg("capture-script")
+        .output()
+        .unwrap();
     let script = String::from_utf8(out.stdout).unwrap();
     assert!(script.starts_with("#!/bin/sh"));
     for f in nestlab::observe::CAPTURE_FILES {
@@ -192,7 +302,11 @@ fn capture_script_is_posix_sh_and_writes_every_file() {
     std::fs::write(&path, &script).unwrap();
     let target = dir.path().join("cap");
     let st = Command::new("sh").arg(&path).arg(&target).output().unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     for f in nestlab::observe::CAPTURE_FILES {
         assert!(target.join(f).exists(), "{f} not written");
     }

@@ -1,0 +1,187 @@
+//! End-to-end: real boots through libvirtd (TCG here). Needs a running
+//! libvirtd and a guest kernel (./dev setup). Outside CI, finding none, the
+//! test says it is skipped and why; with CI=true it fails instead. It never
+//! passes without having booted something.
+//!
+//! One test function, so the leak checks at the end see only its own runs.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn nestlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nestlab"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn nestlab_domains() -> Vec<String> {
+    let out = Command::new("virsh")
+        .args(["-c", "qemu:///system", "list", "--all", "--name"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("nestlab-"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn temp_leftovers() -> Vec<String> {
+    let tmp = std::env::temp_dir();
+    std::fs::read_dir(tmp)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("nestlab-run-") || n.starts_with("nestlab-up-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn e2e_boots_verify_and_leave_nothing_behind() {
+    let daemon = Command::new("virsh")
+        .args(["-c", "qemu:///system", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let kernel = nestlab(&["doctor"]).stdout;
+    let kernel = String::from_utf8_lossy(&kernel).contains("ok   guest kernel");
+    if !(daemon && kernel) {
+        assert!(
+            !in_ci(),
+            "CI=true but libvirtd ({daemon}) or a guest kernel ({kernel}) is missing"
+        );
+        eprintln!("SKIPPED: e2e boots need libvirtd and a guest kernel (run ./dev setup)");
+        return;
+    }
+    let before_tmp = temp_leftovers();
+    let out = tempfile::tempdir().unwrap();
+    let o = |p: &str| out.path().join(p).display().to_string();
+
+    // 1. minimal and reference boot and pass, two at once.
+    let junit = o("junit.xml");
+    let r = nestlab(&[
+        "run",
+        "minimal",
+        "reference",
+        "--accel",
+        "tcg",
+        "--jobs",
+        "2",
+        "--out",
+        &o("ok"),
+        "--junit",
+        &junit,
+        "--json",
+    ]);
+    eprintln!("{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(r.status.code(), Some(0), "{}", show(&r));
+    let reports: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    for rep in reports.as_array().unwrap() {
+        assert_eq!(rep["verdict"], "pass", "{rep}");
+        let n = rep["checks"].as_array().unwrap().len();
+        eprintln!(
+            "e2e: {} passed {n} checks in {:.1} s",
+            rep["profile"],
+            rep["seconds"].as_f64().unwrap_or(0.0)
+        );
+    }
+    for p in ["minimal", "reference"] {
+        for f in [
+            "domain.xml",
+            "console.log",
+            "report.json",
+            "capture/lspci.txt",
+            "capture/numactl.txt",
+        ] {
+            assert!(
+                out.path().join("ok").join(p).join(f).exists(),
+                "{p}/{f} not kept"
+            );
+        }
+        // The kept capture passes again offline.
+        let again = nestlab(&["check", p, "--from", &o(&format!("ok/{p}/capture"))]);
+        assert_eq!(again.status.code(), Some(0), "{}", show(&again));
+    }
+    let j = std::fs::read_to_string(&junit).unwrap();
+    assert!(j.contains("<testsuite name=\"reference\"") && j.contains("name=\"iommu.active\""));
+
+    // 2. The reference with the IOMMU switched off in the guest: exit 1, only IOMMU checks fail.
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/reference.toml"),
+    )
+    .unwrap();
+    let off = out.path().join("reference-iommu-off.toml");
+    std::fs::write(
+        &off,
+        text.replace("name = \"reference\"", "name = \"reference-iommu-off\"")
+            + "\n[guest]\ncmdline_extra = \"intel_iommu=off\"\n",
+    )
+    .unwrap();
+    let r = nestlab(&["run", off.to_str().unwrap(), "--accel", "tcg", "--json"]);
+    assert_eq!(r.status.code(), Some(1), "{}", show(&r));
+    let reports: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let failed: Vec<String> = reports[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(failed.contains(&"iommu.active".to_string()), "{failed:?}");
+    assert!(
+        failed.iter().all(|id| id.starts_with("iommu.")),
+        "non-IOMMU checks failed: {failed:?}"
+    );
+    eprintln!(
+        "e2e: intel_iommu=off fails exactly {} IOMMU checks",
+        failed.len()
+    );
+
+    // 3. A kernel that does not exist: exit 3, naming the file, nothing started.
+    let r = nestlab(&[
+        "run",
+        "minimal",
+        "--accel",
+        "tcg",
+        "--kernel",
+        "/nonexistent/vmlinuz-nestlab",
+    ]);
+    assert_eq!(r.status.code(), Some(3), "{}", show(&r));
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("/nonexistent/vmlinuz-nestlab"),
+        "{}",
+        show(&r)
+    );
+
+    // 4. A bad profile: exit 2 before anything else happens.
+    let r = nestlab(&["run", "minimal", "/nonexistent/profile.toml"]);
+    assert_eq!(r.status.code(), Some(2), "{}", show(&r));
+
+    // Nothing left behind.
+    assert_eq!(
+        nestlab_domains(),
+        Vec::<String>::new(),
+        "nestlab domains leaked"
+    );
+    let after_tmp = temp_leftovers();
+    let leaked: Vec<_> = after_tmp
+        .iter()
+        .filter(|n| !before_tmp.contains(n))
+        .collect();
+    assert!(leaked.is_empty(), "temporary directories left: {leaked:?}");
+}
