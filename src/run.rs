@@ -62,6 +62,30 @@ fn connect(uri: &str) -> Result<Arc<dyn Hypervisor>, u8> {
     })
 }
 
+/// What `run` and `up` need before booting anything.
+struct Host {
+    accel: Accel,
+    uri: String,
+    appliance: nestlab::appliance::Appliance,
+    hv: Arc<dyn Hypervisor>,
+}
+
+/// Decides the accelerator, builds the appliance and connects to libvirt,
+/// in that order; prints what went wrong and returns its exit code.
+fn prepare_host(args: &RunArgs) -> Result<Host, u8> {
+    let (accel, why) = accel_of(&args.accel)?;
+    let uri = args.connect.clone().unwrap_or_else(default_uri);
+    eprintln!("nestlab: accelerator {accel} ({why}); libvirt {uri}");
+    let appliance = build_appliance(&args.kernel)?;
+    let hv = connect(&uri)?;
+    Ok(Host {
+        accel,
+        uri,
+        appliance,
+        hv,
+    })
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, u8> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -129,17 +153,12 @@ pub fn cmd_run(
     if bad {
         return EXIT_INVALID;
     }
-    let (accel, why) = match accel_of(&args.accel) {
-        Ok(a) => a,
-        Err(c) => return c,
-    };
-    let uri = args.connect.clone().unwrap_or_else(default_uri);
-    eprintln!("nestlab: accelerator {accel} ({why}); libvirt {uri}");
-    let appliance = match build_appliance(&args.kernel) {
-        Ok(a) => a,
-        Err(c) => return c,
-    };
-    let hv = match connect(&uri) {
+    let Host {
+        accel,
+        uri: _,
+        appliance,
+        hv,
+    } = match prepare_host(args) {
         Ok(h) => h,
         Err(c) => return c,
     };
@@ -256,17 +275,12 @@ pub fn cmd_up(profile: &str, args: &RunArgs) -> u8 {
         Ok(t) => t,
         Err(c) => return c,
     };
-    let (accel, why) = match accel_of(&args.accel) {
-        Ok(a) => a,
-        Err(c) => return c,
-    };
-    let uri = args.connect.clone().unwrap_or_else(default_uri);
-    eprintln!("nestlab: accelerator {accel} ({why}); libvirt {uri}");
-    let appliance = match build_appliance(&args.kernel) {
-        Ok(a) => a,
-        Err(c) => return c,
-    };
-    let hv = match connect(&uri) {
+    let Host {
+        accel,
+        uri,
+        appliance,
+        hv,
+    } = match prepare_host(args) {
         Ok(h) => h,
         Err(c) => return c,
     };

@@ -802,7 +802,7 @@ fn place(
             );
         }
     }
-    for (k, x) in expanders.iter().enumerate() {
+    for x in &expanders {
         if x.root_ports > MAX_ROOT_PORTS {
             let field = match x.origin {
                 Origin::File(i) => format!("expander[{i}].root_ports"),
@@ -816,7 +816,6 @@ fn place(
                     max: MAX_ROOT_PORTS.into(),
                 },
             );
-            let _ = k;
         }
     }
     let unplaced = nics.iter().filter(|n| n.node.is_none()).count() as u32;
