@@ -29,6 +29,11 @@ pub const MAX_VFS: u32 = 7;
 /// pcie-root slots usable for expanders and root ports (1..=30; 0 is the
 /// host bridge, 31 the ICH9 functions).
 pub const PCIE_ROOT_SLOTS: u32 = 30;
+/// NICs with an I/O BAR (e1000e, igb) the firmware can give I/O space to:
+/// each sits behind its own root port, which needs a 4 KiB I/O window, and
+/// SeaBIOS stops with "out of I/O address space" at the 15th (measured with
+/// QEMU 10.0: 14 boot, 15 hang before the kernel starts).
+pub const MAX_IO_BAR_NICS: usize = 14;
 /// Longest accepted `guest.cmdline_extra`.
 pub const MAX_CMDLINE_EXTRA: usize = 1024;
 /// Longest accepted description.
@@ -73,6 +78,11 @@ impl NicModel {
             NicModel::Igb => "82576",
             NicModel::Virtio => "Virtio",
         }
+    }
+    /// Whether the device has an I/O port BAR (so its root port needs an
+    /// I/O window from the firmware).
+    pub fn has_io_bar(self) -> bool {
+        matches!(self, NicModel::E1000e | NicModel::Igb)
     }
     /// The QEMU device that implements it (for capability checks).
     pub fn qemu_device(self) -> &'static str {
@@ -275,6 +285,8 @@ pub enum Problem {
     NodeOverfull { node: u32, devices: u32, ports: u32 },
     #[error("pcie-root needs {needed} slots (expanders and root ports); it has {max}")]
     TooManyRootSlots { needed: u32, max: u32 },
+    #[error("{count} e1000e/igb NICs need {count} I/O windows behind their root ports; the firmware has room for {max}: use virtio (no I/O BAR) for the rest")]
+    TooManyIoBars { count: usize, max: usize },
     #[error("unknown NIC model '{0}': use e1000e, igb or virtio")]
     NicModel(String),
     #[error("vfs is only for igb NICs (SR-IOV); this NIC is {0}")]
@@ -422,6 +434,10 @@ pub fn validate(file: &ProfileFile, text: &str) -> Result<Profile, ValidationErr
 
     let node_count = file.node.len();
     let nics = check_nics(&file.nic, node_count, &mut errs);
+    let io_nics = nics.iter().filter(|n| n.model.has_io_bar()).count();
+    if io_nics > MAX_IO_BAR_NICS {
+        errs.push("nic", Problem::TooManyIoBars { count: io_nics, max: MAX_IO_BAR_NICS });
+    }
     let expanders = place(&file.expander, &nics, node_count, &mut errs);
 
     let cmdline_extra = file.guest.as_ref().and_then(|g| g.cmdline_extra.clone());

@@ -31,7 +31,7 @@ fn failing(r: &Report) -> BTreeSet<String> {
 
 #[test]
 fn real_captures_pass() {
-    for p in ["minimal", "two-socket", "sriov", "reference"] {
+    for p in ["minimal", "two-socket", "sriov", "reference", "large"] {
         let r = check_dir(p, &captures().join(p));
         assert_eq!(r.verdict, Verdict::Pass, "{p}:\n{}", r.to_human(false));
         assert_eq!(r.counts().2, 0, "{p}: nothing skipped in a full capture");
