@@ -48,10 +48,11 @@ pub mod lspci;
 pub mod lspci_tree;
 pub mod numactl;
 pub mod pci_numa;
+pub mod sriov;
 mod text;
 
 /// The capture files [`Observed`] knows, in the order of its fields.
-pub const CAPTURE_FILES: [&str; 7] = [
+pub const CAPTURE_FILES: [&str; 8] = [
     lspci_tree::FILE_NAME,
     lspci::FILE_NAME,
     numactl::FILE_NAME,
@@ -59,6 +60,7 @@ pub const CAPTURE_FILES: [&str; 7] = [
     pci_numa::FILE_NAME,
     dmesg::FILE_NAME,
     kvm::FILE_NAME,
+    sriov::FILE_NAME,
 ];
 
 /// A capture file that could not be parsed: where and why.
@@ -135,6 +137,8 @@ pub struct Observed {
     pub dmesg: Option<dmesg::DmesgFacts>,
     /// `kvm.txt`.
     pub kvm: Option<kvm::KvmFacts>,
+    /// `sriov.txt`: SR-IOV physical function -> its VF counts.
+    pub sriov: Option<BTreeMap<Bdf, sriov::SriovState>>,
 }
 
 impl Observed {
@@ -217,6 +221,7 @@ impl Observed {
             pci_numa::FILE_NAME => self.pci_numa = Some(pci_numa::parse(content)?),
             dmesg::FILE_NAME => self.dmesg = Some(dmesg::parse(content)),
             kvm::FILE_NAME => self.kvm = Some(kvm::parse(content)),
+            sriov::FILE_NAME => self.sriov = Some(sriov::parse(content)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -538,6 +543,6 @@ mod tests {
             e.in_file("x/y.txt").to_string(),
             "x/y.txt line 7: cannot read '...'"
         );
-        assert_eq!(CAPTURE_FILES.len(), 7);
+        assert_eq!(CAPTURE_FILES.len(), 8);
     }
 }
