@@ -344,12 +344,16 @@ async fn boot_and_capture(
         source,
     })?;
 
+    // The guard is made on the blocking thread: if this future is dropped
+    // (Ctrl-C) while libvirt is still starting the domain, the guard is
+    // dropped when the start returns, and destroys it.
     let hv2 = hv.clone();
-    let guest = tokio::task::spawn_blocking(move || hv2.start_paused(&xml))
+    let mut guard = tokio::task::spawn_blocking(move || hv2.start_paused(&xml).map(|g| DomainGuard { guest: Some(g) }))
         .await
         .map_err(|e| BootError::Prepare(e.to_string()))??;
-    let mut guard = DomainGuard {
-        guest: Some(guest.clone()),
+    let guest = match &guard.guest {
+        Some(g) => g.clone(),
+        None => return Err(BootError::Prepare("no domain".into())),
     };
     progress(Progress::Started {
         domain: guest.name().to_string(),

@@ -172,6 +172,10 @@ pub(crate) struct RunArgs {
     /// Seconds to wait for the probe's captures once it started.
     #[arg(long, default_value_t = 180)]
     pub(crate) probe_timeout: u64,
+    /// Boot this initramfs instead of the probe appliance's (advanced: it
+    /// must print the probe's console protocol; used by the fault tests).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) initrd: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) kernel: KernelArgs,
 }

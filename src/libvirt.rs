@@ -136,6 +136,47 @@ struct LibvirtGuest {
     conn: Connect,
     dom: Domain,
     name: String,
+    uri: String,
+}
+
+impl LibvirtGuest {
+    /// Destroys the domain through a fresh connection: the first one may be
+    /// dead (libvirtd restarted) while QEMU still runs.
+    fn destroy_reconnecting(&self) -> Result<(), LibvirtError> {
+        // libvirtd may be restarting: keep trying for a while.
+        let mut tries = 0;
+        let conn = loop {
+            match Connect::open(Some(&self.uri)) {
+                Ok(c) => break c,
+                Err(e) if tries >= 30 => {
+                    return Err(lerr(format!(
+                        "cannot reconnect to {} to destroy {}",
+                        self.uri, self.name
+                    ))(e))
+                }
+                Err(_) => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            }
+        };
+        let result = match Domain::lookup_by_name(&conn, &self.name) {
+            // Gone already.
+            Err(_) => Ok(()),
+            Ok(dom) if Libvirt::is_owned(&dom).is_none() => Err(LibvirtError {
+                what: format!("not destroying {}", self.name),
+                message: "it does not carry nestlab's metadata".into(),
+            }),
+            Ok(dom) => match dom.destroy() {
+                Ok(()) => Ok(()),
+                Err(_) if !dom.is_active().unwrap_or(false) => Ok(()),
+                Err(e) => Err(lerr(format!("cannot destroy {}", self.name))(e)),
+            },
+        };
+        let mut conn = conn;
+        let _ = conn.close();
+        result
+    }
 }
 
 struct LibvirtConsole {
@@ -173,8 +214,9 @@ impl Guest for LibvirtGuest {
     fn destroy(&self) -> Result<(), LibvirtError> {
         match self.dom.destroy() {
             Ok(()) => Ok(()),
-            Err(_) if !self.is_active() => Ok(()),
-            Err(e) => Err(lerr(format!("cannot destroy {}", self.name))(e)),
+            Err(_) if self.dom.is_active() == Ok(false) => Ok(()),
+            // The connection may have died with libvirtd: try a new one.
+            Err(_) => self.destroy_reconnecting(),
         }
     }
 }
@@ -189,6 +231,7 @@ impl Hypervisor for Libvirt {
             conn: self.conn.clone(),
             dom,
             name,
+            uri: self.uri.clone(),
         }))
     }
 

@@ -76,7 +76,14 @@ fn prepare_host(args: &RunArgs) -> Result<Host, u8> {
     let (accel, why) = accel_of(&args.accel)?;
     let uri = args.connect.clone().unwrap_or_else(default_uri);
     eprintln!("nestlab: accelerator {accel} ({why}); libvirt {uri}");
-    let appliance = build_appliance(&args.kernel)?;
+    let mut appliance = build_appliance(&args.kernel)?;
+    if let Some(initrd) = &args.initrd {
+        if let Err(e) = std::fs::File::open(initrd) {
+            eprintln!("error: --initrd {}: {e}", initrd.display());
+            return Err(EXIT_INFRA);
+        }
+        appliance.initrd = initrd.clone();
+    }
     let hv = connect(&uri)?;
     Ok(Host {
         accel,
