@@ -348,9 +348,12 @@ async fn boot_and_capture(
     // (Ctrl-C) while libvirt is still starting the domain, the guard is
     // dropped when the start returns, and destroys it.
     let hv2 = hv.clone();
-    let mut guard = tokio::task::spawn_blocking(move || hv2.start_paused(&xml).map(|g| DomainGuard { guest: Some(g) }))
-        .await
-        .map_err(|e| BootError::Prepare(e.to_string()))??;
+    let mut guard = tokio::task::spawn_blocking(move || {
+        hv2.start_paused(&xml)
+            .map(|g| DomainGuard { guest: Some(g) })
+    })
+    .await
+    .map_err(|e| BootError::Prepare(e.to_string()))??;
     let guest = match &guard.guest {
         Some(g) => g.clone(),
         None => return Err(BootError::Prepare("no domain".into())),
