@@ -85,6 +85,10 @@ pub enum BootError {
     Observe(#[from] crate::observe::ObserveError),
 }
 
+/// How often a console stream that libvirt ended while the domain still
+/// runs is reopened before the guest is called dead.
+const MAX_CONSOLE_REOPENS: u32 = 5;
+
 /// Per-phase timeouts.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -367,10 +371,27 @@ async fn boot_and_capture(
         .await
         .map_err(|e| BootError::Prepare(e.to_string()))??;
     let (tx, mut rx) = mpsc::channel::<Result<Vec<u8>, LibvirtError>>(64);
+    let g4 = guest.clone();
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 16 * 1024];
+        let mut reopened = 0;
         loop {
             match console.read(&mut buf) {
+                // The stream ended while the domain still runs: libvirt
+                // dropped it (seen under load with 8 guests on 2 cores).
+                // Reopen it rather than call the guest dead.
+                Ok(0) if reopened < MAX_CONSOLE_REOPENS && g4.is_active() => {
+                    match g4.open_console() {
+                        Ok(c) => {
+                            console = c;
+                            reopened += 1;
+                        }
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e));
+                            break;
+                        }
+                    }
+                }
                 Ok(0) => break,
                 Ok(n) => {
                     if tx.blocking_send(Ok(buf[..n].to_vec())).is_err() {

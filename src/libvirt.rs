@@ -114,6 +114,8 @@ impl Libvirt {
     /// # Errors
     /// When the daemon cannot be reached.
     pub fn connect(uri: &str) -> Result<Libvirt, LibvirtError> {
+        // libvirt prints every error to stderr by default; ours carry them.
+        virt::error::clear_error_callback();
         let conn = Connect::open(Some(uri)).map_err(lerr(format!("cannot connect to {uri}")))?;
         Ok(Libvirt {
             conn,
@@ -143,40 +145,58 @@ impl LibvirtGuest {
     /// Destroys the domain through a fresh connection: the first one may be
     /// dead (libvirtd restarted) while QEMU still runs.
     fn destroy_reconnecting(&self) -> Result<(), LibvirtError> {
-        // libvirtd may be restarting: keep trying for a while.
-        let mut tries = 0;
-        let conn = loop {
-            match Connect::open(Some(&self.uri)) {
-                Ok(c) => break c,
-                Err(e) if tries >= 30 => {
-                    return Err(lerr(format!(
-                        "cannot reconnect to {} to destroy {}",
-                        self.uri, self.name
-                    ))(e))
-                }
-                Err(_) => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_secs(1));
-                }
-            }
-        };
-        let result = match Domain::lookup_by_name(&conn, &self.name) {
-            // Gone already.
-            Err(_) => Ok(()),
-            Ok(dom) if Libvirt::is_owned(&dom).is_none() => Err(LibvirtError {
-                what: format!("not destroying {}", self.name),
-                message: "it does not carry nestlab's metadata".into(),
-            }),
-            Ok(dom) => match dom.destroy() {
-                Ok(()) => Ok(()),
-                Err(_) if !dom.is_active().unwrap_or(false) => Ok(()),
-                Err(e) => Err(lerr(format!("cannot destroy {}", self.name))(e)),
-            },
-        };
-        let mut conn = conn;
-        let _ = conn.close();
-        result
+        destroy_reconnecting(&self.uri, &self.name)
     }
+}
+
+/// Destroys `name` through a fresh connection to `uri`, if it exists and
+/// carries nestlab's metadata: for when the first connection died with
+/// libvirtd while QEMU may still run.
+fn destroy_reconnecting(uri: &str, name: &str) -> Result<(), LibvirtError> {
+    // libvirtd may be restarting: keep trying for a while.
+    let mut tries = 0;
+    let conn = loop {
+        match Connect::open(Some(uri)) {
+            Ok(c) => break c,
+            Err(e) if tries >= 30 => {
+                return Err(lerr(format!(
+                    "cannot reconnect to {} to destroy {}",
+                    uri, name
+                ))(e))
+            }
+            Err(_) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+    };
+    // A restarted libvirtd answers before it has re-attached to the
+    // domains still running: "no such domain" is believed only after
+    // several looks.
+    let mut found = Domain::lookup_by_name(&conn, name);
+    for _ in 0..10 {
+        if found.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        found = Domain::lookup_by_name(&conn, name);
+    }
+    let result = match found {
+        // Gone already.
+        Err(_) => Ok(()),
+        Ok(dom) if Libvirt::is_owned(&dom).is_none() => Err(LibvirtError {
+            what: format!("not destroying {}", name),
+            message: "it does not carry nestlab's metadata".into(),
+        }),
+        Ok(dom) => match dom.destroy() {
+            Ok(()) => Ok(()),
+            Err(_) if !dom.is_active().unwrap_or(false) => Ok(()),
+            Err(e) => Err(lerr(format!("cannot destroy {}", name))(e)),
+        },
+    };
+    let mut conn = conn;
+    let _ = conn.close();
+    result
 }
 
 struct LibvirtConsole {
@@ -214,9 +234,13 @@ impl Guest for LibvirtGuest {
     fn destroy(&self) -> Result<(), LibvirtError> {
         match self.dom.destroy() {
             Ok(()) => Ok(()),
-            Err(_) if self.dom.is_active() == Ok(false) => Ok(()),
-            // The connection may have died with libvirtd: try a new one.
-            Err(_) => self.destroy_reconnecting(),
+            // The connection died with libvirtd: try a new one.
+            Err(_) if self.conn.is_alive().ok() != Some(true) => self.destroy_reconnecting(),
+            // Transient domains vanish when QEMU exits: gone is done.
+            Err(_) if self.dom.is_active().unwrap_or(false) => {
+                self.dom.destroy().map_err(lerr(format!("cannot destroy {}", self.name)))
+            }
+            Err(_) => Ok(()),
         }
     }
 }
@@ -224,8 +248,20 @@ impl Guest for LibvirtGuest {
 impl Hypervisor for Libvirt {
     fn start_paused(&self, xml: &str) -> Result<Arc<dyn Guest>, LibvirtError> {
         // VIR_DOMAIN_START_PAUSED = 1
-        let dom = Domain::create_xml(&self.conn, xml, 1)
-            .map_err(lerr("libvirt cannot start the domain"))?;
+        let dom = match Domain::create_xml(&self.conn, xml, 1) {
+            Ok(d) => d,
+            Err(e) => {
+                let err = lerr("libvirt cannot start the domain")(e);
+                // The daemon may have died after creating it: then the
+                // domain exists without our handle. Remove it by name.
+                if self.conn.is_alive().ok() != Some(true) {
+                    if let Ok(d) = crate::domain::Domain::from_xml(xml) {
+                        let _ = destroy_reconnecting(&self.uri, &d.name);
+                    }
+                }
+                return Err(err);
+            }
+        };
         let name = dom.get_name().unwrap_or_else(|_| "?".into());
         Ok(Arc::new(LibvirtGuest {
             conn: self.conn.clone(),
