@@ -67,9 +67,16 @@ fn plain_argv(domain_xml: &Path) -> Vec<String> {
         .arg(domain_xml)
         .output()
         .expect("virsh");
-    assert!(out.status.success(), "domxml-to-native: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "domxml-to-native: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let words = split_shell(&String::from_utf8_lossy(&out.stdout));
-    let start = words.iter().position(|w| w.contains("qemu-system")).expect("no qemu-system in argv");
+    let start = words
+        .iter()
+        .position(|w| w.contains("qemu-system"))
+        .expect("no qemu-system in argv");
     let mut argv = Vec::new();
     let mut i = start;
     while i < words.len() {
@@ -86,7 +93,12 @@ fn plain_argv(domain_xml: &Path) -> Vec<String> {
             }
             "-object" if next.contains("\"secret\"") => i += 1,
             "-netdev" if next.contains("\"tap\"") => {
-                let id = next.split("\"id\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("hostnet0").to_string();
+                let id = next
+                    .split("\"id\":\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .unwrap_or("hostnet0")
+                    .to_string();
                 argv.push(w.clone());
                 argv.push(format!("user,id={id}"));
                 i += 1;
@@ -105,7 +117,12 @@ fn plain_argv(domain_xml: &Path) -> Vec<String> {
 
 fn done_marker(domain_xml: &Path) -> String {
     let xml = std::fs::read_to_string(domain_xml).unwrap();
-    let nonce = xml.split("nestlab.nonce=").nth(1).and_then(|r| r.split([' ', '<']).next()).expect("no nonce").to_string();
+    let nonce = xml
+        .split("nestlab.nonce=")
+        .nth(1)
+        .and_then(|r| r.split([' ', '<']).next())
+        .expect("no nonce")
+        .to_string();
     format!("::nestlab:{nonce}:done")
 }
 
@@ -141,7 +158,11 @@ fn median(v: &mut [f64]) -> f64 {
         return f64::NAN;
     }
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn main() {
@@ -153,9 +174,14 @@ fn main() {
         .split_whitespace()
         .map(str::to_string)
         .collect();
-    let runs: usize = std::env::var("NESTLAB_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let runs: usize = std::env::var("NESTLAB_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let bin = env!("CARGO_BIN_EXE_nestlab");
-    println!("boot benchmark: TCG, {runs} runs each, median seconds to verdict / to the end marker");
+    println!(
+        "boot benchmark: TCG, {runs} runs each, median seconds to verdict / to the end marker"
+    );
     let mut rows = Vec::new();
     for p in &profiles {
         let mut ours = Vec::new();
@@ -182,7 +208,13 @@ fn main() {
                 Some(d) => plain.push(d.as_secs_f64()),
                 None => println!("  {p} run {r}: plain qemu never printed the end marker"),
             }
-            println!("  {p} run {r}: nestlab {secs:.2} s, plain qemu {}", plain.last().map(|s| format!("{s:.2} s")).unwrap_or("-".into()));
+            println!(
+                "  {p} run {r}: nestlab {secs:.2} s, plain qemu {}",
+                plain
+                    .last()
+                    .map(|s| format!("{s:.2} s"))
+                    .unwrap_or("-".into())
+            );
         }
         let (m1, m2) = (median(&mut ours), median(&mut plain));
         rows.push((p.clone(), m1, m2));

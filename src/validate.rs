@@ -436,7 +436,13 @@ pub fn validate(file: &ProfileFile, text: &str) -> Result<Profile, ValidationErr
     let nics = check_nics(&file.nic, node_count, &mut errs);
     let io_nics = nics.iter().filter(|n| n.model.has_io_bar()).count();
     if io_nics > MAX_IO_BAR_NICS {
-        errs.push("nic", Problem::TooManyIoBars { count: io_nics, max: MAX_IO_BAR_NICS });
+        errs.push(
+            "nic",
+            Problem::TooManyIoBars {
+                count: io_nics,
+                max: MAX_IO_BAR_NICS,
+            },
+        );
     }
     let expanders = place(&file.expander, &nics, node_count, &mut errs);
 

@@ -34,7 +34,16 @@ pub fn parse(input: &str) -> Result<BTreeMap<Bdf, SriovState>, ParseError> {
         if t.is_empty() || text::is_kernel_line(line) {
             continue;
         }
-        let fail = || ParseError::new(FILE_NAME, n, format!("cannot read '{}': expected '<bdf> totalvfs=<n> numvfs=<n>'", text::snippet(t)));
+        let fail = || {
+            ParseError::new(
+                FILE_NAME,
+                n,
+                format!(
+                    "cannot read '{}': expected '<bdf> totalvfs=<n> numvfs=<n>'",
+                    text::snippet(t)
+                ),
+            )
+        };
         let mut words = t.split_whitespace();
         let bdf: Bdf = words.next().and_then(|w| w.parse().ok()).ok_or_else(fail)?;
         let mut total = None;
@@ -63,7 +72,13 @@ mod tests {
     #[test]
     fn real_line() {
         let m = parse("0000:c9:00.0 totalvfs=7 numvfs=4\r\n").unwrap();
-        assert_eq!(m[&"c9:00.0".parse().unwrap()], SriovState { totalvfs: 7, numvfs: 4 });
+        assert_eq!(
+            m[&"c9:00.0".parse().unwrap()],
+            SriovState {
+                totalvfs: 7,
+                numvfs: 4
+            }
+        );
         assert!(parse("").unwrap().is_empty());
         assert_eq!(parse("x\n0000:c9:00.0 totalvfs=7").unwrap_err().line, 1);
         assert!(parse("0000:c9:00.0 totalvfs=7 numvfs=\n").is_err());
