@@ -204,6 +204,37 @@ pub fn modules_for(t: &Topology, accel: Accel) -> Vec<String> {
     m
 }
 
+/// The QEMU devices a topology needs that `device_help` (the output of
+/// `qemu-system-x86_64 -device help`) does not list, each with why.
+pub fn missing_devices(t: &Topology, device_help: &str) -> Vec<String> {
+    let has = |d: &str| device_help.contains(&format!("name \"{d}\""));
+    let mut need: Vec<(&str, String)> = Vec::new();
+    if !t.expanders.is_empty() {
+        need.push(("pxb-pcie", "PCIe expander buses".into()));
+    }
+    if !t.root_ports.is_empty() {
+        need.push(("pcie-root-port", "root ports".into()));
+    }
+    if t.profile.iommu.is_some() {
+        need.push(("intel-iommu", "the Intel IOMMU".into()));
+    }
+    for d in &t.devices {
+        need.push((d.model.qemu_device(), format!("{} NICs", d.model)));
+    }
+    let mut missing: Vec<String> = Vec::new();
+    for (dev, why) in need {
+        let line = if dev == "igb" {
+            format!("QEMU device igb ({why}; QEMU >= 8.0)")
+        } else {
+            format!("QEMU device {dev} ({why})")
+        };
+        if !has(dev) && !missing.contains(&line) {
+            missing.push(line);
+        }
+    }
+    missing
+}
+
 /// A name no other run uses: `nestlab-<profile>-<6 hex of the nonce>`.
 pub fn domain_name(profile: &str, nonce: &Nonce) -> String {
     let id: String = nonce.as_str().chars().take(6).collect();
@@ -502,4 +533,27 @@ async fn boot_and_capture(
         .write_dir(&dir)
         .map_err(|e| BootError::Prepare(e.to_string()))?;
     Ok(Observed::from_dir(&dir)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_devices_names_igb_and_qemu_version() {
+        let t = crate::resolve::resolve(&crate::parse::load_profile_arg("sriov").unwrap()).unwrap();
+        let old_qemu = "name \"pxb-pcie\", bus PCI\nname \"pcie-root-port\"\nname \"intel-iommu\"\nname \"e1000e\", bus PCI\n";
+        assert_eq!(
+            missing_devices(&t, old_qemu),
+            vec!["QEMU device igb (igb NICs; QEMU >= 8.0)".to_string()]
+        );
+        assert!(missing_devices(&t, &format!("{old_qemu}name \"igb\"\n")).is_empty());
+    }
+
+    #[test]
+    fn virt_flags() {
+        assert_eq!(host_virt_flag("flags\t: fpu vmx sse"), Some("vmx"));
+        assert_eq!(host_virt_flag("flags\t: fpu svm"), Some("svm"));
+        assert_eq!(host_virt_flag("flags\t: fpu sse"), None);
+    }
 }

@@ -111,6 +111,10 @@ enum Command {
         /// List passing and skipped checks too.
         #[arg(short, long)]
         verbose: bool,
+        /// Fail (exit 3) when a profile is skipped because this host's QEMU
+        /// lacks a device it needs (igb needs QEMU >= 8.0).
+        #[arg(long)]
+        strict: bool,
     },
     /// Start a virtual host and leave it running with a shell on its serial
     /// console, for interactive work. Remove it with `nestlab down`.
@@ -213,7 +217,8 @@ pub fn main() -> ExitCode {
             junit,
             jobs,
             verbose,
-        } => crate::run::cmd_run(profiles, &run, out, json, junit, jobs, verbose),
+            strict,
+        } => crate::run::cmd_run(profiles, &run, out, json, junit, jobs, verbose, strict),
         Command::Up { profile, run } => crate::run::cmd_up(&profile, &run),
         Command::Down {
             name,

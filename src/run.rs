@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nestlab::boot::{choose_accel, run_profile, Progress, RunOptions, Timeouts};
+use nestlab::boot::{choose_accel, missing_devices, run_profile, Progress, RunOptions, Timeouts};
 use nestlab::libvirt::{Hypervisor, Libvirt};
 use nestlab::probe::Mode;
 use nestlab::render::Accel;
@@ -93,6 +93,22 @@ fn prepare_host(args: &RunArgs) -> Result<Host, u8> {
     })
 }
 
+/// `qemu-system-x86_64 -device help` of this host (`$NESTLAB_QEMU` names
+/// another binary), when the URI is local (for a remote one the host's QEMU
+/// is not the one that runs).
+fn local_device_help(uri: &str) -> Option<String> {
+    let local = uri.starts_with("qemu:///") || !uri.contains("://");
+    if !local {
+        return None;
+    }
+    let qemu = std::env::var("NESTLAB_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into());
+    let out = std::process::Command::new(qemu)
+        .args(["-device", "help"])
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, u8> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -142,6 +158,7 @@ pub fn cmd_run(
     junit_path: Option<PathBuf>,
     jobs: u32,
     verbose: bool,
+    strict: bool,
 ) -> u8 {
     let profiles = if profiles.is_empty() {
         vec!["reference".to_string()]
@@ -162,7 +179,7 @@ pub fn cmd_run(
     }
     let Host {
         accel,
-        uri: _,
+        uri,
         appliance,
         hv,
     } = match prepare_host(args) {
@@ -198,6 +215,24 @@ pub fn cmd_run(
         }
         dirs.push(dir);
     }
+    // Profiles this host's QEMU cannot run are skipped with the reason.
+    let device_help = local_device_help(&uri);
+    let mut skipped: Vec<(usize, Report)> = Vec::new();
+    let mut runnable = Vec::new();
+    for (i, (t, dir)) in topologies.into_iter().zip(dirs).enumerate() {
+        let missing = device_help
+            .as_deref()
+            .map(|h| missing_devices(&t, h))
+            .unwrap_or_default();
+        if missing.is_empty() {
+            runnable.push((i, t, dir));
+        } else {
+            let why = format!("this host's QEMU lacks {}", missing.join(", "));
+            let r = Report::without_checks(&t.profile.name, Verdict::Skipped, why);
+            eprint!("{}", r.to_human(false));
+            skipped.push((i, r));
+        }
+    }
     let rt = match runtime() {
         Ok(r) => r,
         Err(c) => return c,
@@ -211,7 +246,7 @@ pub fn cmd_run(
     let result = rt.block_on(async {
         let sem = Arc::new(tokio::sync::Semaphore::new(jobs as usize));
         let mut set = tokio::task::JoinSet::new();
-        for (i, (t, dir)) in topologies.into_iter().zip(dirs).enumerate() {
+        for (i, t, dir) in runnable {
             let (hv, appliance, sem) = (hv.clone(), appliance.clone(), sem.clone());
             let opts = RunOptions { accel, timeouts, dir, mode: Mode::Probe };
             set.spawn(async move {
@@ -251,6 +286,7 @@ pub fn cmd_run(
         Ok(r) => r,
         Err(code) => return code,
     };
+    reports.extend(skipped);
     reports.sort_by_key(|(i, _)| *i);
     let reports: Vec<Report> = reports.into_iter().map(|(_, r)| r).collect();
     if json {
@@ -267,6 +303,10 @@ pub fn cmd_run(
     }
     if let Some(d) = &out {
         eprintln!("nestlab: run files kept in {}", d.display());
+    }
+    if strict && reports.iter().any(|r| r.verdict == Verdict::Skipped) {
+        eprintln!("nestlab: --strict: a profile was skipped");
+        return EXIT_INFRA;
     }
     if reports.iter().any(|r| r.verdict == Verdict::Error) {
         EXIT_INFRA

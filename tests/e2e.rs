@@ -185,3 +185,47 @@ fn e2e_boots_verify_and_leave_nothing_behind() {
         .collect();
     assert!(leaked.is_empty(), "temporary directories left: {leaked:?}");
 }
+
+#[test]
+fn profiles_the_host_qemu_cannot_run_are_skipped() {
+    // A QEMU without igb (QEMU < 8.0): sriov is skipped with the reason.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("qemu-7");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nprintf 'name \"pxb-pcie\", bus PCI\\nname \"pcie-root-port\", bus PCI\\nname \"intel-iommu\"\\nname \"e1000e\", bus PCI\\n'\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&fake)
+        .status()
+        .unwrap();
+    let daemon = Command::new("virsh")
+        .args(["-c", "qemu:///system", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !daemon {
+        assert!(!in_ci(), "CI=true but libvirtd is not running");
+        eprintln!("SKIPPED: needs libvirtd (run ./dev setup)");
+        return;
+    }
+    let run = |strict: bool| {
+        let mut args = vec!["run", "sriov", "--accel", "tcg", "--json"];
+        if strict {
+            args.push("--strict");
+        }
+        Command::new(env!("CARGO_BIN_EXE_nestlab"))
+            .args(&args)
+            .env("NESTLAB_QEMU", &fake)
+            .output()
+            .unwrap()
+    };
+    let o = run(false);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r[0]["verdict"], "skipped");
+    assert!(r[0]["error"].as_str().unwrap().contains("igb"), "{r}");
+    let o = run(true);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+}
