@@ -33,6 +33,21 @@ pub struct Expected {
     pub iommu: bool,
     /// Whether /dev/kvm must exist in the guest.
     pub kvm: bool,
+    /// Devices assigned to the nested guest.
+    pub nested: Vec<ExpectedAssigned>,
+}
+
+/// A device assigned to the nested guest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExpectedAssigned {
+    /// `nic8`, `nic9.vf0`.
+    pub id: String,
+    /// Its address in the virtual host.
+    pub bdf: Bdf,
+    /// vendor:device the nested guest must see.
+    pub pci_id: PciId,
+    /// What OpenStack would call it: `type-PCI`, `type-PF` or `type-VF`.
+    pub nova_type: &'static str,
 }
 
 /// A NUMA node.
@@ -195,7 +210,33 @@ pub fn expect(t: &Topology) -> Expected {
             );
         }
     }
+    let nested = p
+        .nested
+        .iter()
+        .filter_map(|r| {
+            let d = t.devices.get(r.nic)?;
+            Some(match r.vf {
+                Some(i) => ExpectedAssigned {
+                    id: r.to_string(),
+                    bdf: d.vfs.get(i as usize)?.guest_bdf,
+                    pci_id: IGB_VF_ID,
+                    nova_type: "type-VF",
+                },
+                None => ExpectedAssigned {
+                    id: r.to_string(),
+                    bdf: d.guest_bdf,
+                    pci_id: d.model.pci_id(),
+                    nova_type: if d.model == NicModel::Igb {
+                        "type-PF"
+                    } else {
+                        "type-PCI"
+                    },
+                },
+            })
+        })
+        .collect();
     Expected {
+        nested,
         profile: p.name.clone(),
         nodes,
         distances,

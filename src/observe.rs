@@ -46,13 +46,14 @@ pub mod iommu;
 pub mod kvm;
 pub mod lspci;
 pub mod lspci_tree;
+pub mod nested;
 pub mod numactl;
 pub mod pci_numa;
 pub mod sriov;
 mod text;
 
 /// The capture files [`Observed`] knows, in the order of its fields.
-pub const CAPTURE_FILES: [&str; 8] = [
+pub const CAPTURE_FILES: [&str; 10] = [
     lspci_tree::FILE_NAME,
     lspci::FILE_NAME,
     numactl::FILE_NAME,
@@ -61,6 +62,8 @@ pub const CAPTURE_FILES: [&str; 8] = [
     dmesg::FILE_NAME,
     kvm::FILE_NAME,
     sriov::FILE_NAME,
+    nested::FILE_NAME,
+    nested::LSPCI_FILE_NAME,
 ];
 
 /// A capture file that could not be parsed: where and why.
@@ -139,6 +142,10 @@ pub struct Observed {
     pub kvm: Option<kvm::KvmFacts>,
     /// `sriov.txt`: SR-IOV physical function -> its VF counts.
     pub sriov: Option<BTreeMap<Bdf, sriov::SriovState>>,
+    /// `nested.txt`: the assigned devices and the nested boot.
+    pub nested: Option<nested::NestedFacts>,
+    /// `nested-lspci.txt`: the nested guest's `lspci -nn`.
+    pub nested_lspci: Option<Vec<lspci::PciDevice>>,
 }
 
 impl Observed {
@@ -222,6 +229,13 @@ impl Observed {
             dmesg::FILE_NAME => self.dmesg = Some(dmesg::parse(content)),
             kvm::FILE_NAME => self.kvm = Some(kvm::parse(content)),
             sriov::FILE_NAME => self.sriov = Some(sriov::parse(content)?),
+            nested::FILE_NAME => self.nested = Some(nested::parse(content)?),
+            nested::LSPCI_FILE_NAME => {
+                self.nested_lspci = Some(lspci::parse(content).map_err(|e| ParseError {
+                    file: name.to_string(),
+                    ..e
+                })?)
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -543,6 +557,6 @@ mod tests {
             e.in_file("x/y.txt").to_string(),
             "x/y.txt line 7: cannot read '...'"
         );
-        assert_eq!(CAPTURE_FILES.len(), 8);
+        assert_eq!(CAPTURE_FILES.len(), 10);
     }
 }

@@ -29,7 +29,109 @@ pub fn verify(e: &Expected, o: &Observed) -> Vec<Check> {
     iommu(e, o, &mut checks);
     kvm(e, o, &mut checks);
     sriov(e, o, &mut checks);
+    nested(e, o, &mut checks);
     checks
+}
+
+fn nested(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
+    if e.nested.is_empty() {
+        return;
+    }
+    let why = "nested.txt was not captured";
+    for a in &e.nested {
+        let id = format!("nested.dev.{}.vfio", a.id);
+        let want = format!(
+            "{} ({}) bound to vfio-pci with /dev/vfio/<group>",
+            a.id,
+            a.bdf.short()
+        );
+        let Some(n) = &o.nested else {
+            out.push(Check::skip(id, want, why));
+            continue;
+        };
+        let (ok, observed) = match n.devices.iter().find(|d| d.id == a.id) {
+            None => (false, format!("the probe did not report {}", a.id)),
+            Some(d) => (
+                d.driver.as_deref() == Some("vfio-pci") && d.vfio_dev,
+                format!(
+                    "driver {}, IOMMU group {}, /dev/vfio node {}",
+                    d.driver.as_deref().unwrap_or("none"),
+                    d.group
+                        .map(|g| g.to_string())
+                        .unwrap_or_else(|| "none".into()),
+                    if d.vfio_dev { "present" } else { "missing" }
+                ),
+            ),
+        };
+        out.push(Check::judge(
+            id,
+            ok,
+            want,
+            observed,
+            if ok {
+                format!("{} is ready for assignment", a.id)
+            } else {
+                format!("{} could not be handed to vfio-pci", a.id)
+            },
+        ));
+    }
+    let booted = match &o.nested {
+        None => {
+            out.push(Check::skip("nested.boot", "the nested guest boots", why));
+            None
+        }
+        Some(n) => {
+            let (ok, observed) = match (&n.boot, &o.nested_lspci) {
+                (Some(Ok(())), Some(_)) => (true, "booted; its lspci was captured".to_string()),
+                (Some(Ok(())), None) => {
+                    (false, "booted, but nested-lspci.txt is missing".to_string())
+                }
+                (Some(Err(why)), _) => (false, format!("did not boot: {why}")),
+                (None, _) => (false, "the probe did not say whether it booted".to_string()),
+            };
+            out.push(Check::judge(
+                "nested.boot",
+                ok,
+                "a nested guest with the assigned devices boots inside the virtual host",
+                observed,
+                if ok {
+                    "the nested guest booted".to_string()
+                } else {
+                    "the nested guest did not boot".to_string()
+                },
+            ));
+            Some(ok)
+        }
+    };
+    for a in &e.nested {
+        let id = format!("nested.dev.{}.visible", a.id);
+        let want = format!(
+            "[{}] in the nested guest ({}, {})",
+            a.pci_id, a.id, a.nova_type
+        );
+        let Some(list) = o.nested_lspci.as_ref().filter(|_| booted == Some(true)) else {
+            out.push(Check::skip(
+                id,
+                want,
+                "the nested guest's lspci was not captured",
+            ));
+            continue;
+        };
+        // As many devices with this id as were assigned with it.
+        let wanted = e.nested.iter().filter(|x| x.pci_id == a.pci_id).count();
+        let seen = list.iter().filter(|d| d.id == a.pci_id).count();
+        out.push(Check::judge(
+            id,
+            seen >= wanted,
+            want,
+            format!("{seen} device(s) [{}] in the nested guest", a.pci_id),
+            if seen >= wanted {
+                format!("the nested guest sees {}", a.id)
+            } else {
+                format!("the nested guest does not see {}", a.id)
+            },
+        ));
+    }
 }
 
 fn sriov(e: &Expected, o: &Observed, out: &mut Vec<Check>) {

@@ -293,7 +293,8 @@ fn capture_script_is_posix_sh_and_writes_every_file() {
         .unwrap();
     let script = String::from_utf8(out.stdout).unwrap();
     assert!(script.starts_with("#!/bin/sh"));
-    for f in nestlab::observe::CAPTURE_FILES {
+    let files: Vec<&str> = nestlab::probe::CAPTURES.iter().map(|c| c.file).collect();
+    for f in &files {
         assert!(script.contains(f), "{f} missing from the capture script");
     }
     // Run it on this machine (whatever it has): every file appears, nothing aborts.
@@ -307,7 +308,7 @@ fn capture_script_is_posix_sh_and_writes_every_file() {
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
-    for f in nestlab::observe::CAPTURE_FILES {
+    for f in &files {
         assert!(target.join(f).exists(), "{f} not written");
     }
 }

@@ -1,0 +1,130 @@
+//! `nested.txt`: what the probe did to start the nested guest. One line per
+//! assigned device, then one line on the nested boot:
+//!
+//! ```text
+//! device nic8 0000:df:00.0 driver=vfio-pci group=12 vfio_dev=yes
+//! device nic9.vf0 0000:c9:10.0 driver=igbvf group=9 vfio_dev=no
+//! boot ok
+//! boot failed: no /dev/kvm in the virtual host
+//! ```
+//!
+//! The nested guest's own `lspci -nn` is `nested-lspci.txt`, read by
+//! [`super::lspci`].
+
+use serde::{Deserialize, Serialize};
+
+use super::text;
+use super::ParseError;
+use crate::types::Bdf;
+
+/// The capture file this parser reads.
+pub const FILE_NAME: &str = "nested.txt";
+/// The nested guest's `lspci -nn`.
+pub const LSPCI_FILE_NAME: &str = "nested-lspci.txt";
+
+/// One assigned device as the probe left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignedDevice {
+    /// `nic8`, `nic9.vf0`.
+    pub id: String,
+    /// Its address in the virtual host.
+    pub bdf: Bdf,
+    /// The driver bound (`vfio-pci` when assignment worked), if any.
+    pub driver: Option<String>,
+    /// Its IOMMU group, if any.
+    pub group: Option<u32>,
+    /// Whether /dev/vfio/<group> exists.
+    pub vfio_dev: bool,
+}
+
+/// Everything in `nested.txt`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NestedFacts {
+    /// Assigned devices, in file order.
+    pub devices: Vec<AssignedDevice>,
+    /// `Ok(())` when the nested guest booted, `Err(reason)` when not,
+    /// `None` when the file says nothing about it.
+    pub boot: Option<Result<(), String>>,
+}
+
+/// Parses `nested.txt`.
+///
+/// # Errors
+/// A [`ParseError`] naming the line for a line that is neither a `device`
+/// nor a `boot` line.
+pub fn parse(input: &str) -> Result<NestedFacts, ParseError> {
+    let mut facts = NestedFacts::default();
+    for (n, line) in text::lines(input) {
+        let t = line.trim();
+        if t.is_empty() || text::is_kernel_line(line) {
+            continue;
+        }
+        let fail =
+            |what: &str| ParseError::new(FILE_NAME, n, format!("{what} in '{}'", text::snippet(t)));
+        if let Some(rest) = t.strip_prefix("boot ") {
+            let rest = rest.trim();
+            facts.boot = Some(if rest == "ok" {
+                Ok(())
+            } else if let Some(why) = rest.strip_prefix("failed") {
+                Err(why.trim_start_matches(':').trim().to_string())
+            } else {
+                return Err(fail("expected 'boot ok' or 'boot failed: <why>'"));
+            });
+            continue;
+        }
+        let Some(rest) = t.strip_prefix("device ") else {
+            return Err(fail("expected a 'device' or 'boot' line"));
+        };
+        let mut words = rest.split_whitespace();
+        let id = words
+            .next()
+            .ok_or_else(|| fail("no device id"))?
+            .to_string();
+        let bdf: Bdf = words
+            .next()
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| fail("no PCI address"))?;
+        let mut dev = AssignedDevice {
+            id,
+            bdf,
+            driver: None,
+            group: None,
+            vfio_dev: false,
+        };
+        for w in words {
+            match w.split_once('=') {
+                Some(("driver", v)) => {
+                    dev.driver = (!v.is_empty() && v != "none").then(|| v.to_string())
+                }
+                Some(("group", v)) => dev.group = text::decimal::<u32>(v),
+                Some(("vfio_dev", v)) => dev.vfio_dev = v == "yes",
+                _ => return Err(fail("unknown field")),
+            }
+        }
+        facts.devices.push(dev);
+    }
+    Ok(facts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines() {
+        let f =
+            parse("device nic8 0000:df:00.0 driver=vfio-pci group=12 vfio_dev=yes\r\nboot ok\n")
+                .unwrap();
+        assert_eq!(f.devices[0].driver.as_deref(), Some("vfio-pci"));
+        assert_eq!(f.devices[0].group, Some(12));
+        assert!(f.devices[0].vfio_dev);
+        assert_eq!(f.boot, Some(Ok(())));
+        let f = parse(
+            "device nic0 0000:b5:00.0 driver=none group= vfio_dev=no\nboot failed: no /dev/kvm\n",
+        )
+        .unwrap();
+        assert_eq!(f.devices[0].driver, None);
+        assert_eq!(f.boot, Some(Err("no /dev/kvm".into())));
+        assert_eq!(parse("x\n").unwrap_err().line, 1);
+    }
+}
