@@ -156,8 +156,11 @@ mod tests {
     use std::path::Path;
     use std::process::Command;
 
-    /// A minimal newc reader for the tests: (name, mode, data, rdev).
-    fn read(archive: &[u8]) -> Vec<(String, u32, Vec<u8>, (u32, u32))> {
+    /// An archive entry as the test reader sees it: name, mode, data, rdev.
+    type Entry = (String, u32, Vec<u8>, (u32, u32));
+
+    /// A minimal newc reader for the tests.
+    fn read(archive: &[u8]) -> Vec<Entry> {
         let mut out = Vec::new();
         let mut at = 0;
         let hex = |s: &[u8]| u32::from_str_radix(std::str::from_utf8(s).unwrap(), 16).unwrap();

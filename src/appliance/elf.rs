@@ -155,6 +155,56 @@ pub fn dynamic(b: &[u8]) -> Result<Dynamic, ElfError> {
     Ok(out)
 }
 
+const PT_NOTE: u32 = 4;
+/// `XEN_ELFNOTE_PHYS32_ENTRY`: the 32-bit PVH entry point QEMU's direct
+/// kernel boot uses for an ELF kernel.
+const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+
+/// Whether `b` is a kernel QEMU can boot directly through PVH: an ELF
+/// executable whose loadable segments all lie inside the file (so a cut
+/// short decompression is caught) with a `Xen` note of type
+/// `XEN_ELFNOTE_PHYS32_ENTRY`.
+///
+/// # Errors
+/// [`ElfError`] when the bytes are not a 64-bit little-endian ELF file or
+/// a segment lies outside it.
+pub fn is_pvh_kernel(b: &[u8]) -> Result<bool, ElfError> {
+    check_header(b)?;
+    let phoff = u64_at(b, 0x20, "e_phoff")?;
+    let phentsize = u64::from(u16_at(b, 0x36, "e_phentsize")?);
+    let phnum = u64::from(u16_at(b, 0x38, "e_phnum")?);
+    let mut pvh = false;
+    for i in 0..phnum {
+        let ph = phoff
+            .checked_add(i * phentsize)
+            .ok_or(ElfError::OutOfBounds("program header"))?;
+        let p_type = u32_at(b, ph, "p_type")?;
+        let offset = u64_at(b, ph + 8, "p_offset")?;
+        let filesz = u64_at(b, ph + 32, "p_filesz")?;
+        let seg = bytes(b, offset, filesz, "segment")?;
+        if p_type != PT_NOTE {
+            continue;
+        }
+        let mut at = 0usize;
+        while at + 12 <= seg.len() {
+            let namesz = u32_at(seg, at as u64, "note")? as usize;
+            let descsz = u32_at(seg, at as u64 + 4, "note")? as usize;
+            let ntype = u32_at(seg, at as u64 + 8, "note")?;
+            let name_at = at + 12;
+            let desc_at = name_at + namesz.div_ceil(4) * 4;
+            let next = desc_at.saturating_add(descsz.div_ceil(4) * 4);
+            let name = seg
+                .get(name_at..name_at + namesz)
+                .ok_or(ElfError::OutOfBounds("note"))?;
+            if name == b"Xen\0" && ntype == XEN_ELFNOTE_PHYS32_ENTRY {
+                pvh = true;
+            }
+            at = next;
+        }
+    }
+    Ok(pvh)
+}
+
 /// The contents of the section called `name`, if the file has one.
 ///
 /// # Errors

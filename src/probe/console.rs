@@ -611,14 +611,14 @@ mod tests {
                 data.push((x >> 24) as u8);
             }
         }
-        data.extend(std::iter::repeat(b'y').take(3 * MAX_LINE + 5));
+        data.extend(vec![b'y'; 3 * MAX_LINE + 5]);
         let whole = run_chunked(&data, &[]);
         let cuts: Vec<usize> = (1..data.len()).step_by(997).collect();
         assert_eq!(run_chunked(&data, &cuts), whole);
         // A long line inside a file stays one line.
         let mut r = ConsoleReader::new(&nonce());
         let mut d = b"::nestlab:abc123:init:1::\n::nestlab:abc123:begin:a.txt::\n".to_vec();
-        d.extend(std::iter::repeat(b'z').take(MAX_LINE * 2 + 3));
+        d.extend(vec![b'z'; MAX_LINE * 2 + 3]);
         d.extend_from_slice(b"\n::nestlab:abc123:end:a.txt:0::\n::nestlab:abc123:done::\n");
         r.feed(&d);
         let set = r.finish().unwrap();
@@ -652,5 +652,105 @@ mod tests {
         assert_eq!(parse_marker("shell::"), Some(Marker::Shell));
         assert_eq!(parse_marker("what::"), None);
         assert_eq!(parse_marker("init"), None);
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/probe/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Real consoles, recorded from QEMU TCG boots of the appliance (see
+    /// tests/fixtures/probe/README.md), read whole, in odd chunks, cut short.
+    #[test]
+    fn real_consoles() {
+        for (name, nonce) in [
+            ("igb-sriov-2node", "5eed01"),
+            ("e1000e-2node-verbose", "abc123"),
+        ] {
+            let data = fixture(&format!("{name}.console"));
+            let nonce: Nonce = nonce.parse().unwrap();
+            let mut r = ConsoleReader::new(&nonce);
+            let events = r.feed(&data);
+            assert_eq!(events.first(), Some(&ConsoleEvent::InitStarted), "{name}");
+            assert_eq!(events.last(), Some(&ConsoleEvent::Done), "{name}");
+            let set = r.finish().unwrap();
+            assert!(set.missing().is_empty(), "{name}: {:?}", set.missing());
+            assert!(set.files.values().all(|f| f.exit_code.is_some()), "{name}");
+            // The directory form next to it was written from this console.
+            let dir = CaptureSet::read_dir(std::path::Path::new(&format!(
+                "{}/tests/fixtures/probe/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            )))
+            .unwrap();
+            assert_eq!(dir.files, set.files, "{name}");
+            // Odd chunk sizes give the same.
+            let mut r2 = ConsoleReader::new(&nonce);
+            let mut events2 = Vec::new();
+            let mut at = 0;
+            let mut size = 1;
+            while at < data.len() {
+                let end = (at + size).min(data.len());
+                events2.extend(r2.feed(&data[at..end]));
+                at = end;
+                size = size * 7 % 4093 + 1;
+            }
+            assert_eq!(events2, events, "{name}");
+            assert_eq!(r2.finish(), Ok(set.clone()), "{name}");
+            // Another boot's nonce sees nothing.
+            let mut r3 = ConsoleReader::new(&"0be7".parse().unwrap());
+            assert!(r3.feed(&data).is_empty(), "{name}");
+            assert!(
+                matches!(r3.finish(), Err(ConsoleError::NoInit { .. })),
+                "{name}"
+            );
+            // Cut short anywhere: an error, never a panic, never a wrong Ok.
+            for cut in (0..data.len()).step_by(1009) {
+                let mut r4 = ConsoleReader::new(&nonce);
+                r4.feed(&data[..cut]);
+                assert!(r4.finish().is_err(), "{name} cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn real_igb_sriov_console_content() {
+        let mut r = ConsoleReader::new(&"5eed01".parse().unwrap());
+        r.feed(&fixture("igb-sriov-2node.console"));
+        let set = r.finish().unwrap();
+        assert_eq!(
+            set.get("sriov.txt"),
+            Some("0000:b5:00.0 totalvfs=7 numvfs=3\n")
+        );
+        assert_eq!(
+            set.get("lspci.txt")
+                .map(|s| s.matches("[8086:10ca]").count()),
+            Some(3)
+        );
+        assert_eq!(set.exit_code("kvm.txt"), Some(0));
+        assert!(set.get("kvm.txt").is_some_and(|s| s.contains("/dev/kvm")));
+        assert_eq!(set.step_errors.len(), 1);
+        assert_eq!(set.step_errors[0].step, "insmod");
+        assert!(set.step_errors[0]
+            .detail
+            .starts_with("kvm_intel: insmod: can't insert"));
+        assert!(set.init_uptime.is_some() && set.done_uptime > set.init_uptime);
+    }
+
+    #[test]
+    fn real_verbose_console_content() {
+        let mut r = ConsoleReader::new(&"abc123".parse().unwrap());
+        r.feed(&fixture("e1000e-2node-verbose.console"));
+        let set = r.finish().unwrap();
+        assert_eq!(set.exit_code("kvm.txt"), Some(1));
+        assert!(set.get("dmesg.txt").is_some_and(
+            |s| s.contains("DMAR: Intel(R) Virtualization Technology for Directed I/O")
+        ));
+        assert!(set
+            .get("lspci-tree.txt")
+            .is_some_and(|s| s.contains("[0000:b4]")));
+        assert!(set
+            .get("lspci.txt")
+            .is_some_and(|s| s.contains("[8086:10d3]")));
+        assert_eq!(r.tail(1).len(), 1);
     }
 }

@@ -153,9 +153,9 @@ if [ "$mode" = shell ]; then
 	cat <<'EOF'
 
 nestlab probe appliance: interactive shell (busybox sh; lspci, numactl, insmod are here).
-  {CAPTURE_SCRIPT_PATH} DIR   runs the captures above again into DIR
-  {MODULES_FILE}   lists the loadable modules and their load order
-  exit (or Ctrl-D)          powers the guest off
+  {CAPTURE_SCRIPT_PATH} DIR     runs the captures above again into DIR
+  cat {MODULES_FILE}   the loadable modules, each with its load order
+  exit (or Ctrl-D)            powers the guest off
 
 EOF
 	PS1='nestlab# '
