@@ -101,7 +101,7 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            boot: Duration::from_secs(180),
+            boot: Duration::from_secs(120),
             probe: Duration::from_secs(180),
         }
     }
@@ -119,6 +119,8 @@ pub struct RunOptions {
     pub dir: PathBuf,
     /// Power off after the probe, or leave a shell on the console.
     pub mode: Mode,
+    /// Boots to try again when the boot phase times out.
+    pub retries: u32,
 }
 
 /// What a run tells its caller as it goes (progress lines).
@@ -138,6 +140,11 @@ pub enum Progress {
     Captured {
         /// File name.
         file: String,
+    },
+    /// The boot phase timed out; booting once more.
+    Retrying {
+        /// The first line of the error.
+        why: String,
     },
     /// Shell mode: the console is the user's now.
     ShellReady {
@@ -342,7 +349,24 @@ pub async fn run_profile(
 ) -> Report {
     let start = Instant::now();
     let name = t.profile.name.clone();
-    let mut report = match boot_and_capture(hv, t, appliance, opts, &|p| progress(&name, p)).await {
+    let mut outcome =
+        boot_and_capture(hv.clone(), t, appliance, opts, &|p| progress(&name, p)).await;
+    let mut retries = opts.retries;
+    // Under TCG with many vCPUs a guest sometimes hangs before /init
+    // (about 7% of 8-vCPU boots were seen to): boot it again.
+    while retries > 0 && matches!(&outcome, Err(BootError::Timeout { phase: "boot", .. })) {
+        retries -= 1;
+        if let Err(e) = &outcome {
+            progress(
+                &name,
+                Progress::Retrying {
+                    why: e.to_string().lines().next().unwrap_or("").to_string(),
+                },
+            );
+        }
+        outcome = boot_and_capture(hv.clone(), t, appliance, opts, &|p| progress(&name, p)).await;
+    }
+    let mut report = match outcome {
         Ok(observed) => Report::from_checks(&name, verify(&expect(t), &observed), false),
         Err(e) => {
             let mut msg = e.to_string();

@@ -171,11 +171,15 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value = "auto")]
     pub(crate) accel: String,
     /// Seconds to wait for the guest kernel to reach the probe.
-    #[arg(long, default_value_t = 180)]
+    #[arg(long, default_value_t = 120)]
     pub(crate) boot_timeout: u64,
     /// Seconds to wait for the probe's captures once it started.
     #[arg(long, default_value_t = 180)]
     pub(crate) probe_timeout: u64,
+    /// Boot again this many times when the boot phase times out (TCG
+    /// guests with many vCPUs occasionally hang before /init).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) retries: u32,
     /// Boot this initramfs instead of the probe appliance's (advanced: it
     /// must print the probe's console protocol; used by the fault tests).
     #[arg(long, value_name = "PATH")]

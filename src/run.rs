@@ -141,6 +141,7 @@ fn progress_printer(tty: bool) -> impl Fn(&str, Progress) + Sync {
             }
             Progress::Captured { file } if tty => format!("{profile}: captured {file}"),
             Progress::Captured { .. } => return,
+            Progress::Retrying { why } => format!("{profile}: {why}; booting once more"),
             Progress::ShellReady { domain } => {
                 format!("{profile}: shell ready on the console of {domain}")
             }
@@ -243,12 +244,13 @@ pub fn cmd_run(
     };
     let tty = std::io::stderr().is_terminal();
     let appliance = Arc::new(appliance);
+    let retries = args.retries;
     let result = rt.block_on(async {
         let sem = Arc::new(tokio::sync::Semaphore::new(jobs as usize));
         let mut set = tokio::task::JoinSet::new();
         for (i, t, dir) in runnable {
             let (hv, appliance, sem) = (hv.clone(), appliance.clone(), sem.clone());
-            let opts = RunOptions { accel, timeouts, dir, mode: Mode::Probe };
+            let opts = RunOptions { accel, timeouts, dir, mode: Mode::Probe, retries };
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await;
                 let printer = progress_printer(tty);
@@ -351,6 +353,7 @@ pub fn cmd_up(profile: &str, args: &RunArgs) -> u8 {
         timeouts,
         dir: dir.path().to_path_buf(),
         mode: Mode::Shell,
+        retries: args.retries,
     };
     let report = rt.block_on(async {
         let printer = progress_printer(true);
