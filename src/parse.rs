@@ -75,8 +75,17 @@ pub enum ProfileError {
         size: u64,
     },
     /// Not valid UTF-8.
-    #[error("{0}: not UTF-8 text")]
-    NotText(String),
+    #[error("{path}:{line}:{column}: not UTF-8 text (byte 0x{byte:02x})")]
+    NotText {
+        /// The path.
+        path: String,
+        /// 1-based line of the first bad byte.
+        line: usize,
+        /// 1-based column (in characters) of the first bad byte.
+        column: usize,
+        /// The bad byte.
+        byte: u8,
+    },
     /// TOML syntax or a field of the wrong type or name.
     #[error("{0}")]
     Syntax(SyntaxError),
@@ -170,8 +179,18 @@ pub fn load_profile_file(path: &Path) -> Result<Profile, ProfileError> {
         });
     }
     let bytes = std::fs::read(path).map_err(read_err)?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| ProfileError::NotText(path.display().to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let good = e.utf8_error().valid_up_to();
+        let prefix = std::str::from_utf8(&bytes[..good]).unwrap_or("");
+        let (line, column) = line_col(prefix, prefix.len());
+        ProfileError::NotText {
+            path: path.display().to_string(),
+            line,
+            column,
+            byte: bytes.get(good).copied().unwrap_or(0),
+        }
+    })?;
     load_profile_str(&text, &path.display().to_string())
 }
 
