@@ -103,7 +103,22 @@ impl FromStr for CpuSet {
         if s.is_empty() {
             return err("empty cpuset");
         }
-        let mut set = BTreeSet::new();
+        // A bitmap while parsing: "0-4095,0-4095,..." repeated must not cost
+        // a set insert per CPU per range.
+        let mut bits = [0u64; (CPU_MAX as usize + 1) / 64];
+        let mut mark = |a: u32, b: u32| {
+            let mut cpu = a;
+            while cpu <= b {
+                let (w, bit) = (cpu as usize / 64, cpu % 64);
+                if bit == 0 && cpu + 63 <= b {
+                    bits[w] = u64::MAX;
+                    cpu += 64;
+                } else {
+                    bits[w] |= 1 << bit;
+                    cpu += 1;
+                }
+            }
+        };
         for part in s.split(',') {
             let part = part.trim();
             let num = |t: &str| -> Result<u32, TypeError> {
@@ -122,13 +137,17 @@ impl FromStr for CpuSet {
                     if a > b {
                         return err(format!("range '{part}' runs backwards"));
                     }
-                    set.extend(a..=b);
+                    mark(a, b);
                 }
                 None => {
-                    set.insert(num(part)?);
+                    let n = num(part)?;
+                    mark(n, n);
                 }
             }
         }
+        let set: BTreeSet<u32> = (0..=CPU_MAX)
+            .filter(|&c| bits[c as usize / 64] & (1 << (c % 64)) != 0)
+            .collect();
         Ok(CpuSet(set))
     }
 }

@@ -327,8 +327,40 @@ pub struct ValidationError {
 
 impl fmt::Display for ValidationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.field, self.problem)
+        write!(
+            f,
+            "{}: {}",
+            self.field,
+            printable(&self.problem.to_string())
+        )
     }
+}
+
+/// Longest message a single problem prints; longer ones (a 200 KB model
+/// name echoed back) are cut.
+const MAX_MESSAGE: usize = 300;
+
+/// A message safe to print on a terminal: control characters and invisible
+/// or direction-changing ones (zero-width space, U+202E) shown escaped, and
+/// long messages cut.
+pub fn printable(msg: &str) -> String {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{00ad}')
+    };
+    let mut out = String::new();
+    for (i, c) in msg.chars().enumerate() {
+        if i >= MAX_MESSAGE {
+            out.push_str("... (cut)");
+            break;
+        }
+        if invisible(c) {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Every problem validation found, in field order.
@@ -407,7 +439,11 @@ pub fn validate(file: &ProfileFile, text: &str) -> Result<Profile, ValidationErr
     let sum = Bytes::from_kib(nodes.iter().map(|n| n.memory.kib()).sum());
     if let Some(m) = &file.memory {
         match m.parse::<Bytes>() {
-            Ok(given) if given != sum && nodes.len() == file.node.len() => {
+            Ok(given)
+                if given != sum
+                    && nodes.len() == file.node.len()
+                    && !errs.0.iter().any(|e| e.field.ends_with(".memory")) =>
+            {
                 errs.push("memory", Problem::MemoryMismatch { given, sum })
             }
             Ok(_) => {}
@@ -1072,6 +1108,12 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn messages_are_printable() {
+        assert_eq!(printable("e1000e\u{200b}"), "e1000e\\u{200b}");
+        assert!(printable(&"x".repeat(10_000)).len() < 400);
     }
 
     #[test]
