@@ -65,6 +65,31 @@ pub const DEFAULT_MODULES: &[&str] = &[
 /// Host programs the appliance carries, with their shared libraries.
 const PROGRAMS: &[(&str, &str)] = &[("lspci", "pciutils"), ("numactl", "numactl")];
 
+/// The QEMU the nested flavour carries, and its Debian package.
+const NESTED_QEMU: (&str, &str) = ("qemu-system-x86_64", "qemu-system-x86");
+
+/// Firmware the nested guest's QEMU loads (`-M pc -nodefaults`, direct
+/// kernel boot, KVM): SeaBIOS, the option ROM that boots a bzImage through
+/// fw_cfg DMA (`pvh.bin` for an ELF kernel), and the TPR-patching ROM QEMU
+/// adds under KVM. Seen with `strace -e openat` on QEMU 10.0.
+const NESTED_FIRMWARE: &[&str] = &[
+    "bios-256k.bin",
+    "linuxboot_dma.bin",
+    "pvh.bin",
+    "kvmvapic.bin",
+];
+
+/// Where QEMU's firmware is looked for on the host (Debian splits it
+/// between qemu-system-data, seabios and ipxe-qemu).
+const FIRMWARE_DIRS: &[&str] = &[
+    "/usr/share/qemu",
+    "/usr/share/seabios",
+    "/usr/lib/ipxe/qemu",
+];
+
+/// The busybox applets the nested guest's `/init` uses.
+const NESTED_APPLETS: &[&str] = &["sh", "mkdir", "mount", "dmesg", "echo", "poweroff", "cat"];
+
 /// Where host programs are looked for.
 const BIN_DIRS: &[&str] = &["/usr/bin", "/bin", "/usr/sbin", "/sbin"];
 
@@ -122,6 +147,10 @@ pub struct ApplianceSpec {
     /// Modules to carry (each with its dependencies); missing ones are
     /// left out and listed in [`Appliance::missing_modules`].
     pub modules: Vec<String>,
+    /// Build the nested flavour too ([`Appliance::nested`]); when it cannot
+    /// be built, [`Appliance::nested_unavailable`] says why and the base
+    /// appliance is still returned.
+    pub nested: bool,
 }
 
 impl Default for ApplianceSpec {
@@ -131,6 +160,7 @@ impl Default for ApplianceSpec {
             modules_dir: None,
             cache_dir: None,
             modules: DEFAULT_MODULES.iter().map(|m| m.to_string()).collect(),
+            nested: true,
         }
     }
 }
@@ -202,6 +232,60 @@ pub struct Appliance {
     pub source: GuestKernel,
     /// Size of the initramfs in bytes.
     pub initrd_size: u64,
+    /// The nested flavour: the same kernel with a bigger initramfs that
+    /// can also start a nested guest (for profiles with `[nested]`).
+    pub nested: Option<NestedFlavour>,
+    /// Why there is no nested flavour (not asked for, or what it lacks).
+    pub nested_unavailable: Option<String>,
+}
+
+/// The nested flavour of the appliance: an initramfs holding everything of
+/// the base one plus `qemu-system-x86_64` with its shared libraries, the
+/// firmware it loads, and the nested guest's kernel and tiny initramfs
+/// (busybox, lspci, pci.ids, [`probe::nested_init_script`]). It boots with
+/// the base appliance's kernel. Cached in its own entry
+/// (`<cache>/appliance/<hash>/{initrd.img,manifest.txt}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NestedFlavour {
+    /// The initramfs (uncompressed newc cpio).
+    pub initrd: PathBuf,
+    /// Its size in bytes.
+    pub initrd_size: u64,
+    /// Size of the nested guest's own initramfs inside it, in bytes.
+    pub nested_initrd_size: u64,
+    /// What the nested guest boots (`bzImage, N bytes`).
+    pub nested_kernel: String,
+    /// sha256 (hex) over everything that went in; the entry's name.
+    pub hash: String,
+    /// Whether the entry was already there.
+    pub cached: bool,
+    /// The cache entry.
+    pub dir: PathBuf,
+}
+
+impl Appliance {
+    /// The initramfs to boot a topology with: the nested flavour's when
+    /// `nested` (the profile assigns devices to a nested guest), unless the
+    /// initramfs was replaced (`--initrd`: [`initrd`](Self::initrd) is no
+    /// longer this entry's), in which case the replacement is booted as is.
+    ///
+    /// # Errors
+    /// Why there is no nested flavour, when one is needed.
+    pub fn initrd_for(&self, nested: bool) -> Result<&Path, String> {
+        let replaced = !self.initrd.starts_with(&self.dir);
+        if !nested || replaced {
+            return Ok(&self.initrd);
+        }
+        match &self.nested {
+            Some(n) => Ok(&n.initrd),
+            None => Err(format!(
+                "the profile assigns devices to a nested guest, but the appliance has no nested flavour: {}",
+                self.nested_unavailable
+                    .as_deref()
+                    .unwrap_or("it was not built")
+            )),
+        }
+    }
 }
 
 /// Why an appliance could not be built.
@@ -291,6 +375,12 @@ pub enum ApplianceError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// A firmware file the nested guest's QEMU loads is missing.
+    #[error("QEMU firmware {file} is in none of {}; install qemu-system-data and seabios (./dev setup does)", FIRMWARE_DIRS.join(", "))]
+    FirmwareMissing {
+        /// The file name.
+        file: String,
     },
     /// A file or directory could not be written.
     #[error("cannot write {path}")]
@@ -563,7 +653,7 @@ enum Node {
 }
 
 /// The initramfs, path by path (absolute paths; parents sort first).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Plan {
     entries: BTreeMap<String, Node>,
 }
@@ -584,6 +674,12 @@ impl Plan {
 
     fn has(&self, path: &str) -> bool {
         self.entries.contains_key(path)
+    }
+
+    /// Adds an entry, replacing one at the same path.
+    fn set(&mut self, path: &str, node: Node) {
+        self.entries.remove(path);
+        self.add(path, node);
     }
 }
 
@@ -671,15 +767,18 @@ fn add_libraries(
     Ok(())
 }
 
-/// What the plan holds besides the files: module names.
+/// What the plan holds besides the files: module names, and what
+/// [`add_libraries`] needs to extend it.
 struct Contents {
     plan: Plan,
     modules: Vec<String>,
     missing_modules: Vec<String>,
+    by_real_path: BTreeMap<PathBuf, String>,
+    lib_dirs: BTreeSet<String>,
 }
 
-fn plan(kernel: &GuestKernel, spec: &ApplianceSpec) -> Result<Contents, ApplianceError> {
-    let mut plan = Plan::default();
+/// The directories and device nodes every initramfs needs.
+fn skeleton(plan: &mut Plan) {
     for d in [
         "/proc",
         "/sys",
@@ -707,9 +806,16 @@ fn plan(kernel: &GuestKernel, spec: &ApplianceSpec) -> Result<Contents, Applianc
             minor: 3,
         },
     );
+}
 
-    let mut by_real_path = BTreeMap::new();
-    let mut lib_dirs = BTreeSet::new();
+/// Adds `/bin/busybox` (with its libraries, if it has any) and a symlink
+/// to it per applet.
+fn add_busybox(
+    plan: &mut Plan,
+    applets: &[&str],
+    by_real_path: &mut BTreeMap<PathBuf, String>,
+    lib_dirs: &mut BTreeSet<String>,
+) -> Result<(), ApplianceError> {
     let busybox = find_program("busybox", "busybox-static")?;
     plan.add(
         "/bin/busybox",
@@ -718,24 +824,37 @@ fn plan(kernel: &GuestKernel, spec: &ApplianceSpec) -> Result<Contents, Applianc
             source: Source::Host(busybox.clone()),
         },
     );
-    add_libraries(&mut plan, &busybox, &mut by_real_path, &mut lib_dirs)?;
-    for applet in probe::BUSYBOX_APPLETS {
+    add_libraries(plan, &busybox, by_real_path, lib_dirs)?;
+    for applet in applets {
         plan.add(
             &format!("/bin/{applet}"),
             Node::Symlink("busybox".to_string()),
         );
     }
-    for (name, package) in PROGRAMS {
-        let path = find_program(name, package)?;
-        plan.add(
-            &format!("/usr/bin/{name}"),
-            Node::File {
-                perm: 0o755,
-                source: Source::Host(path.clone()),
-            },
-        );
-        add_libraries(&mut plan, &path, &mut by_real_path, &mut lib_dirs)?;
-    }
+    Ok(())
+}
+
+/// Adds a host program as `/usr/bin/<name>` with its libraries.
+fn add_program(
+    plan: &mut Plan,
+    name: &str,
+    package: &str,
+    by_real_path: &mut BTreeMap<PathBuf, String>,
+    lib_dirs: &mut BTreeSet<String>,
+) -> Result<(), ApplianceError> {
+    let path = find_program(name, package)?;
+    plan.add(
+        &format!("/usr/bin/{name}"),
+        Node::File {
+            perm: 0o755,
+            source: Source::Host(path.clone()),
+        },
+    );
+    add_libraries(plan, &path, by_real_path, lib_dirs)
+}
+
+/// Adds the PCI id database, when the host has one.
+fn add_pci_ids(plan: &mut Plan) {
     if let Some(ids) = PCI_IDS.iter().find(|p| Path::new(p).is_file()) {
         plan.add(
             ids,
@@ -745,6 +864,40 @@ fn plan(kernel: &GuestKernel, spec: &ApplianceSpec) -> Result<Contents, Applianc
             },
         );
     }
+}
+
+/// [`probe::ENV_FILE`]: `LD_LIBRARY_PATH` over the library directories used.
+fn env_file(lib_dirs: &BTreeSet<String>) -> Node {
+    let ld_path: Vec<&str> = LIB_DIRS
+        .iter()
+        .copied()
+        .filter(|d| lib_dirs.contains(*d))
+        .collect();
+    let env = format!(
+        "LD_LIBRARY_PATH={}\nexport LD_LIBRARY_PATH\n",
+        ld_path.join(":")
+    );
+    Node::File {
+        perm: 0o644,
+        source: Source::Bytes(env.into_bytes()),
+    }
+}
+
+fn plan(kernel: &GuestKernel, spec: &ApplianceSpec) -> Result<Contents, ApplianceError> {
+    let mut plan = Plan::default();
+    skeleton(&mut plan);
+    let mut by_real_path = BTreeMap::new();
+    let mut lib_dirs = BTreeSet::new();
+    add_busybox(
+        &mut plan,
+        probe::BUSYBOX_APPLETS,
+        &mut by_real_path,
+        &mut lib_dirs,
+    )?;
+    for (name, package) in PROGRAMS {
+        add_program(&mut plan, name, package, &mut by_real_path, &mut lib_dirs)?;
+    }
+    add_pci_ids(&mut plan);
 
     let mod_err = |source| ApplianceError::Modules {
         version: kernel.version.clone(),
@@ -799,22 +952,7 @@ fn plan(kernel: &GuestKernel, spec: &ApplianceSpec) -> Result<Contents, Applianc
             source: Source::Bytes(chains.into_bytes()),
         },
     );
-    let ld_path: Vec<&str> = LIB_DIRS
-        .iter()
-        .copied()
-        .filter(|d| lib_dirs.contains(*d))
-        .collect();
-    let env = format!(
-        "LD_LIBRARY_PATH={}\nexport LD_LIBRARY_PATH\n",
-        ld_path.join(":")
-    );
-    plan.add(
-        probe::ENV_FILE,
-        Node::File {
-            perm: 0o644,
-            source: Source::Bytes(env.into_bytes()),
-        },
-    );
+    plan.add(probe::ENV_FILE, env_file(&lib_dirs));
     plan.add(
         probe::CAPTURE_SCRIPT_PATH,
         Node::File {
@@ -833,7 +971,92 @@ fn plan(kernel: &GuestKernel, spec: &ApplianceSpec) -> Result<Contents, Applianc
         plan,
         modules: available.into_iter().collect(),
         missing_modules: missing,
+        by_real_path,
+        lib_dirs,
     })
+}
+
+/// The nested guest's initramfs: busybox, lspci with its libraries,
+/// pci.ids, [`probe::nested_init_script`] as `/init`.
+fn nested_guest_initrd() -> Result<Vec<u8>, ApplianceError> {
+    let mut plan = Plan::default();
+    skeleton(&mut plan);
+    let mut by_real_path = BTreeMap::new();
+    let mut lib_dirs = BTreeSet::new();
+    add_busybox(&mut plan, NESTED_APPLETS, &mut by_real_path, &mut lib_dirs)?;
+    add_program(
+        &mut plan,
+        "lspci",
+        "pciutils",
+        &mut by_real_path,
+        &mut lib_dirs,
+    )?;
+    add_pci_ids(&mut plan);
+    plan.add(probe::ENV_FILE, env_file(&lib_dirs));
+    plan.add(
+        "/init",
+        Node::File {
+            perm: 0o755,
+            source: Source::Bytes(probe::nested_init_script().into_bytes()),
+        },
+    );
+    let (bytes, _) = write_cpio(&plan, Vec::new(), Path::new("<nested initramfs>"))?;
+    Ok(bytes)
+}
+
+fn find_firmware(name: &str) -> Result<PathBuf, ApplianceError> {
+    FIRMWARE_DIRS
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| ApplianceError::FirmwareMissing {
+            file: name.to_string(),
+        })
+}
+
+/// The nested flavour's plan: the base plan plus QEMU, its libraries and
+/// firmware, and the nested guest's kernel and initramfs. Returns the plan,
+/// the nested initramfs's size and what the nested guest boots.
+fn plan_nested(
+    kernel: &GuestKernel,
+    base: &Contents,
+) -> Result<(Plan, u64, String), ApplianceError> {
+    let mut plan = base.plan.clone();
+    let mut by_real_path = base.by_real_path.clone();
+    let mut lib_dirs = base.lib_dirs.clone();
+    let (qemu, package) = NESTED_QEMU;
+    add_program(&mut plan, qemu, package, &mut by_real_path, &mut lib_dirs)?;
+    for name in NESTED_FIRMWARE {
+        let host = find_firmware(name)?;
+        plan.add(
+            &format!("{}/{name}", probe::NESTED_FIRMWARE_DIR),
+            Node::File {
+                perm: 0o644,
+                source: Source::Host(host),
+            },
+        );
+    }
+    plan.add(
+        probe::NESTED_KERNEL_PATH,
+        Node::File {
+            perm: 0o644,
+            source: Source::Host(kernel.vmlinuz.clone()),
+        },
+    );
+    let size = fs::metadata(&kernel.vmlinuz)
+        .map_err(read_err(&kernel.vmlinuz))?
+        .len();
+    let initrd = nested_guest_initrd()?;
+    let initrd_size = initrd.len() as u64;
+    plan.add(
+        probe::NESTED_INITRD_PATH,
+        Node::File {
+            perm: 0o644,
+            source: Source::Bytes(initrd),
+        },
+    );
+    plan.set(probe::ENV_FILE, env_file(&lib_dirs));
+    Ok((plan, initrd_size, format!("bzImage, {size} bytes")))
 }
 
 /// Feeds a length-prefixed field to the hash (so fields cannot run into
@@ -860,9 +1083,10 @@ fn file_identity(h: &mut Sha256, path: &Path) -> Result<(), ApplianceError> {
     Ok(())
 }
 
-fn hash(kernel: &GuestKernel, plan: &Plan) -> Result<String, ApplianceError> {
+fn hash(kernel: &GuestKernel, flavour: &str, plan: &Plan) -> Result<String, ApplianceError> {
     let mut h = Sha256::new();
     field(&mut h, b"nestlab appliance");
+    field(&mut h, flavour.as_bytes());
     field(&mut h, VERSION.as_bytes());
     field(&mut h, ENTRY_FORMAT.as_bytes());
     file_identity(&mut h, &kernel.vmlinuz)?;
@@ -933,10 +1157,10 @@ fn load(source: &Source) -> Result<Vec<u8>, ApplianceError> {
     }
 }
 
-/// Writes the initramfs; returns its size and the manifest text.
-fn write_initrd(plan: &Plan, path: &Path) -> Result<(u64, String), ApplianceError> {
-    let file = fs::File::create(path).map_err(write_err(path))?;
-    let mut w = CpioWriter::new(BufWriter::with_capacity(1 << 20, file));
+/// Writes the plan as a newc cpio archive to `w`; returns the writer and
+/// the manifest text. `path` names the destination in errors.
+fn write_cpio<W: Write>(plan: &Plan, w: W, path: &Path) -> Result<(W, String), ApplianceError> {
+    let mut w = CpioWriter::new(w);
     let mut manifest = String::new();
     for (p, node) in &plan.entries {
         let result = match node {
@@ -965,14 +1189,20 @@ fn write_initrd(plan: &Plan, path: &Path) -> Result<(u64, String), ApplianceErro
         };
         result.map_err(write_err(path))?;
     }
-    let size = w.written();
-    let buf = w.finish().map_err(write_err(path))?;
+    let w = w.finish().map_err(write_err(path))?;
+    Ok((w, manifest))
+}
+
+/// Writes the initramfs; returns its size and the manifest text.
+fn write_initrd(plan: &Plan, path: &Path) -> Result<(u64, String), ApplianceError> {
+    let file = fs::File::create(path).map_err(write_err(path))?;
+    let (buf, manifest) = write_cpio(plan, BufWriter::with_capacity(1 << 20, file), path)?;
     let file = buf.into_inner().map_err(|e| ApplianceError::Write {
         path: path.to_path_buf(),
         source: e.into_error(),
     })?;
     file.sync_all().map_err(write_err(path))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(size);
+    let size = file.metadata().map_err(write_err(path))?.len();
     Ok((size, manifest))
 }
 
@@ -1041,51 +1271,32 @@ fn build_with(
     cache: &Path,
 ) -> Result<Appliance, ApplianceError> {
     let contents = plan(&kernel, spec)?;
-    let hash = hash(&kernel, &contents.plan)?;
+    let hash = hash(&kernel, "base", &contents.plan)?;
     let appliances = cache.join("appliance");
     let dir = appliances.join(&hash);
     let initrd = dir.join("initrd.img");
     let vmlinuz = dir.join("vmlinuz");
     let vmlinux = dir.join("vmlinux");
+    let complete = |d: &Path| d.join("initrd.img").is_file() && d.join("vmlinuz").is_file();
+    let cached = materialize(&appliances, &hash, &complete, |tmp| {
+        fill(tmp, &contents.plan, &kernel)
+    })?;
     let mut appliance = Appliance {
         kernel: vmlinux.clone(),
         bzimage: vmlinuz.clone(),
         pvh_unavailable: None,
         initrd: initrd.clone(),
         kernel_version: kernel.version.clone(),
-        modules: contents.modules,
-        missing_modules: contents.missing_modules,
+        modules: contents.modules.clone(),
+        missing_modules: contents.missing_modules.clone(),
         hash: hash.clone(),
-        cached: true,
+        cached,
         dir: dir.clone(),
         source: kernel,
         initrd_size: 0,
+        nested: None,
+        nested_unavailable: Some("not asked for".to_string()),
     };
-    if !(initrd.is_file() && vmlinuz.is_file()) {
-        ensure_dir(&appliances)?;
-        sweep_stale(&appliances);
-        let tmp = appliances.join(format!(
-            ".tmp-{}-{}-{}",
-            &hash[..16],
-            std::process::id(),
-            probe::Nonce::generate()
-        ));
-        if let Err(e) = fill(&tmp, &contents.plan, &appliance.source) {
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-        appliance.cached = false;
-        if let Err(e) = fs::rename(&tmp, &dir) {
-            let _ = fs::remove_dir_all(&tmp);
-            // Another build of the same inputs got there first: use its entry.
-            if !(initrd.is_file() && vmlinuz.is_file()) {
-                return Err(ApplianceError::Write {
-                    path: dir,
-                    source: e,
-                });
-            }
-        }
-    }
     appliance.initrd_size = fs::metadata(&initrd).map_err(read_err(&initrd))?.len();
     if !vmlinux.is_file() {
         appliance.kernel = vmlinuz;
@@ -1098,7 +1309,102 @@ fn build_with(
             str::to_string,
         ));
     }
+    if spec.nested {
+        match build_nested(&appliance.source, &contents, &appliances) {
+            Ok(n) => {
+                appliance.nested = Some(n);
+                appliance.nested_unavailable = None;
+            }
+            Err(e) => {
+                let mut why = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    why.push_str(&format!(": {s}"));
+                    src = s.source();
+                }
+                appliance.nested_unavailable = Some(why);
+            }
+        }
+    }
     Ok(appliance)
+}
+
+/// Builds (or finds) the nested flavour next to the base entry.
+fn build_nested(
+    kernel: &GuestKernel,
+    base: &Contents,
+    appliances: &Path,
+) -> Result<NestedFlavour, ApplianceError> {
+    let (plan, nested_initrd_size, nested_kernel) = plan_nested(kernel, base)?;
+    let hash = hash(kernel, "nested", &plan)?;
+    let dir = appliances.join(&hash);
+    let initrd = dir.join("initrd.img");
+    let complete = |d: &Path| d.join("initrd.img").is_file() && d.join("manifest.txt").is_file();
+    let cached = materialize(appliances, &hash, &complete, |tmp| {
+        fs::create_dir(tmp).map_err(write_err(tmp))?;
+        set_mode(tmp, 0o755)?;
+        let path = tmp.join("initrd.img");
+        let (size, manifest) = write_initrd(&plan, &path)?;
+        set_mode(&path, 0o644)?;
+        let header = format!(
+            "# nestlab {VERSION} probe appliance, nested flavour\n# boots with the kernel {} ({}, from {})\n# nested guest: {nested_kernel}, initramfs {nested_initrd_size} bytes\n# initrd {size} bytes, uncompressed newc cpio\n",
+            kernel.version,
+            kernel.vmlinuz.display(),
+            kernel.origin,
+        );
+        write_file(
+            &tmp.join("manifest.txt"),
+            format!("{header}{manifest}").as_bytes(),
+        )
+    })?;
+    let initrd_size = fs::metadata(&initrd).map_err(read_err(&initrd))?.len();
+    Ok(NestedFlavour {
+        initrd,
+        initrd_size,
+        nested_initrd_size,
+        nested_kernel,
+        hash,
+        cached,
+        dir,
+    })
+}
+
+/// Makes sure the cache entry `<appliances>/<hash>` is `complete`, filling
+/// a temporary directory with `fill` and renaming it into place when it is
+/// not. Returns whether it was there already.
+fn materialize(
+    appliances: &Path,
+    hash: &str,
+    complete: &dyn Fn(&Path) -> bool,
+    fill: impl FnOnce(&Path) -> Result<(), ApplianceError>,
+) -> Result<bool, ApplianceError> {
+    let dir = appliances.join(hash);
+    if complete(&dir) {
+        return Ok(true);
+    }
+    ensure_dir(appliances)?;
+    sweep_stale(appliances);
+    let tmp = appliances.join(format!(
+        ".tmp-{}-{}-{}",
+        &hash[..16],
+        std::process::id(),
+        probe::Nonce::generate()
+    ));
+    if let Err(e) = fill(&tmp) {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if let Err(e) = fs::rename(&tmp, &dir) {
+        let _ = fs::remove_dir_all(&tmp);
+        // Another build of the same inputs got there first: use its entry.
+        if !complete(&dir) {
+            return Err(ApplianceError::Write {
+                path: dir,
+                source: e,
+            });
+        }
+    }
+    Ok(false)
 }
 
 /// Writes a complete entry into the (new) directory `tmp`.
@@ -1387,15 +1693,58 @@ mod tests {
                 "{needle} missing from manifest:\n{manifest}"
             );
         }
+        assert!(
+            !manifest.contains("qemu-system-x86_64"),
+            "base flavour stays small"
+        );
+        // The nested flavour, when this host has QEMU: everything of the
+        // base one, plus QEMU, its firmware, the nested guest's kernel and
+        // initramfs; the base initramfs for non-nested profiles.
+        let nested = find_program(NESTED_QEMU.0, "").is_ok();
+        if nested {
+            let n = a.nested.as_ref().expect("nested flavour");
+            assert!(!n.cached);
+            assert!(n.initrd_size > a.initrd_size);
+            assert_eq!(a.initrd_for(false).unwrap(), a.initrd.as_path());
+            assert_eq!(a.initrd_for(true).unwrap(), n.initrd.as_path());
+            let nm = fs::read_to_string(n.dir.join("manifest.txt")).unwrap();
+            for needle in [
+                "/usr/bin/qemu-system-x86_64",
+                "/usr/share/qemu/bios-256k.bin",
+                "/usr/share/qemu/kvmvapic.bin",
+                "/usr/share/qemu/linuxboot_dma.bin",
+                probe::NESTED_KERNEL_PATH,
+                probe::NESTED_INITRD_PATH,
+                "/usr/bin/lspci",
+                "igb.ko",
+            ] {
+                assert!(nm.contains(needle), "{needle} missing from:\n{nm}");
+            }
+        } else {
+            assert!(a.nested_unavailable.is_some());
+            assert!(a.initrd_for(true).is_err());
+        }
         let again = build(&spec).unwrap();
         assert!(again.cached);
         assert_eq!(again.hash, a.hash);
         assert_eq!(again.initrd_size, a.initrd_size);
+        assert_eq!(
+            again.nested.as_ref().map(|n| n.cached),
+            nested.then_some(true)
+        );
+        // --initrd: a replaced initramfs is booted as is, nested or not.
+        let mut replaced = again.clone();
+        replaced.initrd = cache.join("other.img");
+        assert_eq!(replaced.initrd_for(true).unwrap(), cache.join("other.img"));
         let entries: Vec<_> = fs::read_dir(cache.join("appliance"))
             .unwrap()
             .filter_map(Result::ok)
             .collect();
-        assert_eq!(entries.len(), 1, "no temporary directory left behind");
+        assert_eq!(
+            entries.len(),
+            1 + usize::from(nested),
+            "no temporary directory left behind"
+        );
         let _ = fs::remove_dir_all(&cache);
     }
 }

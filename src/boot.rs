@@ -24,7 +24,7 @@ use crate::expect::expect;
 use crate::libvirt::{Guest, Hypervisor, LibvirtError};
 use crate::observe::Observed;
 use crate::probe::console::{ConsoleEvent, ConsoleReader};
-use crate::probe::{Mode, Nonce, ProbeParams, SriovRequest};
+use crate::probe::{Assignment, Mode, Nonce, ProbeParams, SriovRequest};
 use crate::render::{render, Accel, BootSpec};
 use crate::report::{Report, Verdict};
 use crate::resolve::Topology;
@@ -190,7 +190,10 @@ pub fn host_virt_flag(cpuinfo: &str) -> Option<&'static str> {
     }
 }
 
-/// The kernel modules the probe loads for a profile on this accelerator.
+/// The kernel modules the probe loads for a profile on this accelerator:
+/// igb when a NIC has VFs (not igbvf: VFs stay unbound, free for vfio-pci),
+/// kvm with kvm_amd or kvm_intel, and vfio, vfio_iommu_type1, vfio_pci
+/// when the profile assigns devices to a nested guest.
 pub fn modules_for(t: &Topology, accel: Accel) -> Vec<String> {
     let mut m = Vec::new();
     if t.devices.iter().any(|d| !d.vfs.is_empty()) {
@@ -207,6 +210,11 @@ pub fn modules_for(t: &Topology, accel: Accel) -> Vec<String> {
         Some("vmx") => m.push("kvm_intel".to_string()),
         Some(_) => m.push("kvm_amd".to_string()),
         None => {}
+    }
+    if !t.profile.nested.is_empty() {
+        for v in ["vfio", "vfio_iommu_type1", "vfio_pci"] {
+            m.push(v.to_string());
+        }
     }
     m
 }
@@ -250,8 +258,15 @@ pub fn domain_name(profile: &str, nonce: &Nonce) -> String {
 
 /// Renders the domain a run starts.
 ///
+/// A profile with `[nested]` boots the appliance's nested flavour
+/// ([`Appliance::initrd_for`]), loads kvm and the vfio modules, and passes
+/// each assigned device's id and guest address (`nestlab.assign=`); the
+/// nested guest gets three quarters of the probe timeout.
+///
 /// # Errors
-/// [`BootError::Prepare`] when the probe parameters cannot be written.
+/// [`BootError::Prepare`] when the probe parameters cannot be written, an
+/// assigned device is not in the topology, or the profile needs the nested
+/// flavour and the appliance has none.
 pub fn prepare(
     t: &Topology,
     appliance: &Appliance,
@@ -270,12 +285,30 @@ pub fn prepare(
             num_vfs: d.vfs.len() as u16,
         })
         .collect();
+    for r in &t.profile.nested {
+        let missing = || BootError::Prepare(format!("nested.assign: {r} is not in the topology"));
+        let d = t.devices.get(r.nic).ok_or_else(missing)?;
+        let bdf = match r.vf {
+            Some(i) => d.vfs.get(i as usize).ok_or_else(missing)?.guest_bdf,
+            None => d.guest_bdf,
+        };
+        params.assign.push(Assignment {
+            id: r.to_string(),
+            bdf,
+        });
+    }
+    params.nested_timeout_secs = u32::try_from(opts.timeouts.probe.as_secs() * 3 / 4)
+        .unwrap_or(u32::MAX)
+        .max(10);
+    let initrd = appliance
+        .initrd_for(!params.assign.is_empty())
+        .map_err(BootError::Prepare)?;
     let probe = params
         .to_cmdline()
         .map_err(|e| BootError::Prepare(e.to_string()))?;
     let boot = BootSpec {
         kernel: appliance.kernel.display().to_string(),
-        initrd: appliance.initrd.display().to_string(),
+        initrd: initrd.display().to_string(),
         cmdline: format!("{} {probe}", crate::appliance::default_cmdline()),
     };
     let mut dom = render(t, opts.accel, &boot);
@@ -572,6 +605,104 @@ mod tests {
             vec!["QEMU device igb (igb NICs; QEMU >= 8.0)".to_string()]
         );
         assert!(missing_devices(&t, &format!("{old_qemu}name \"igb\"\n")).is_empty());
+    }
+
+    fn topology(name: &str) -> Topology {
+        crate::resolve::resolve(&crate::parse::load_profile_arg(name).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn modules_for_nested_and_sriov() {
+        let m = modules_for(&topology("nova-pf-vf"), Accel::Tcg);
+        assert_eq!(
+            m,
+            [
+                "igb",
+                "kvm",
+                "kvm_amd",
+                "vfio",
+                "vfio_iommu_type1",
+                "vfio_pci"
+            ]
+        );
+        let m = modules_for(&topology("two-socket"), Accel::Tcg);
+        assert_eq!(m, ["kvm", "kvm_amd"]);
+    }
+
+    fn fake_appliance(nested: bool) -> Appliance {
+        let dir = PathBuf::from("/cache/appliance/base");
+        let kernel = crate::appliance::GuestKernel {
+            vmlinuz: "/k/vmlinuz-1".into(),
+            modules_dir: "/k/lib/modules/1".into(),
+            version: "1".into(),
+            origin: crate::appliance::KernelOrigin::Explicit,
+        };
+        Appliance {
+            kernel: dir.join("vmlinux"),
+            bzimage: dir.join("vmlinuz"),
+            pvh_unavailable: None,
+            initrd: dir.join("initrd.img"),
+            kernel_version: "1".into(),
+            modules: vec![],
+            missing_modules: vec![],
+            hash: "base".into(),
+            cached: true,
+            dir,
+            source: kernel,
+            initrd_size: 1,
+            nested: nested.then(|| crate::appliance::NestedFlavour {
+                initrd: "/cache/appliance/nested/initrd.img".into(),
+                initrd_size: 2,
+                nested_initrd_size: 1,
+                nested_kernel: "bzImage".into(),
+                hash: "nested".into(),
+                cached: true,
+                dir: "/cache/appliance/nested".into(),
+            }),
+            nested_unavailable: (!nested).then(|| "qemu-system-x86_64 not found".into()),
+        }
+    }
+
+    #[test]
+    fn prepare_passes_assignments_and_picks_the_flavour() {
+        let opts = RunOptions {
+            accel: Accel::Tcg,
+            timeouts: Timeouts::default(),
+            dir: PathBuf::from("/tmp"),
+            mode: Mode::Probe,
+            retries: 0,
+        };
+        let nonce: Nonce = "abc".parse().unwrap();
+        let a = fake_appliance(true);
+        let dom = prepare(&topology("nova-pf-vf"), &a, &opts, &nonce).unwrap();
+        assert!(
+            dom.os.cmdline.contains(
+                " nestlab.assign=nic0@0000:b5:00.0,nic1.vf0@0000:c9:10.0 nestlab.nested_timeout=135 "
+            ),
+            "{}",
+            dom.os.cmdline
+        );
+        assert_eq!(dom.os.initrd, "/cache/appliance/nested/initrd.img");
+        let dom = prepare(&topology("reference"), &a, &opts, &nonce).unwrap();
+        assert!(dom
+            .os
+            .cmdline
+            .contains(" nestlab.assign=nic8@0000:df:00.0 "));
+        // No [nested]: the small base initramfs, no assignment.
+        let dom = prepare(&topology("two-socket"), &a, &opts, &nonce).unwrap();
+        assert_eq!(dom.os.initrd, "/cache/appliance/base/initrd.img");
+        assert!(!dom.os.cmdline.contains("nestlab.assign"));
+        // A nested profile without the nested flavour: an error saying why.
+        let e = prepare(&topology("sriov"), &fake_appliance(false), &opts, &nonce).unwrap_err();
+        assert!(
+            e.to_string().contains("qemu-system-x86_64 not found"),
+            "{e}"
+        );
+        // --initrd replaced the initramfs: booted as is.
+        let mut b = fake_appliance(false);
+        b.initrd = "/elsewhere/initrd.img".into();
+        let dom = prepare(&topology("sriov"), &b, &opts, &nonce).unwrap();
+        assert_eq!(dom.os.initrd, "/elsewhere/initrd.img");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("two-socket", include_str!("../profiles/two-socket.toml")),
     ("sriov", include_str!("../profiles/sriov.toml")),
     ("large", include_str!("../profiles/large.toml")),
+    ("nova-pf-vf", include_str!("../profiles/nova-pf-vf.toml")),
 ];
 
 /// A syntax or type error in the TOML, with its position.

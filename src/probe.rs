@@ -26,6 +26,7 @@
 //! | `error:<step>:<detail>`   | a step failed (`insmod`, `sriov`); init goes on      |
 //! | `begin:<file>`            | the output of the capture `<file>` follows           |
 //! | `end:<file>:<exit code>`  | that output is complete                              |
+//! | `nested:<count>`          | the nested step starts with `<count>` assigned devices; the [`NESTED_FILES`] follow |
 //! | `done:<uptime>`           | every capture was printed                            |
 //! | `shell`                   | (shell mode) an interactive shell now owns the console |
 //!
@@ -46,7 +47,10 @@ use std::time::Duration;
 use crate::types::Bdf;
 
 pub use console::{ConsoleError, ConsoleEvent, ConsoleReader};
-pub use script::{capture_script, init_script};
+pub use script::{
+    capture_script, init_script, nested_init_script, NESTED_FIRMWARE_DIR, NESTED_INITRD_PATH,
+    NESTED_KERNEL_PATH, NESTED_MARKER, NESTED_MEMORY_MIB, NESTED_QEMU_PATH,
+};
 
 /// One file of the capture format: its name and the command that fills it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +78,19 @@ pub const FILE_SRIOV: &str = "sriov.txt";
 pub const FILE_KVM: &str = "kvm.txt";
 /// The kernel log.
 pub const FILE_DMESG: &str = "dmesg.txt";
+/// What the nested step did: one line per assigned device, then the nested
+/// boot's outcome (format: [`crate::observe::nested`]).
+pub const FILE_NESTED: &str = crate::observe::nested::FILE_NAME;
+/// The nested guest's `lspci -nn`.
+pub const FILE_NESTED_LSPCI: &str = crate::observe::nested::LSPCI_FILE_NAME;
+/// The nested guest's serial console and its QEMU's messages, for
+/// diagnosis (no check reads it).
+pub const FILE_NESTED_CONSOLE: &str = "nested-console.txt";
+
+/// The files the appliance's nested step prints after [`CAPTURES`], only
+/// when devices are assigned (`nestlab.assign=`). They are not commands a
+/// user can run by hand, so [`capture_script`] does not write them.
+pub const NESTED_FILES: &[&str] = &[FILE_NESTED, FILE_NESTED_LSPCI, FILE_NESTED_CONSOLE];
 
 /// The capture format, in the order the captures run (dmesg last, so that
 /// it holds what the other commands made the kernel say).
@@ -174,6 +191,17 @@ pub enum ProbeError {
     /// A file name that cannot be part of a capture set.
     #[error("capture file name '{0}': must be a plain file name")]
     BadFileName(String),
+    /// An assigned device id that is not `nic<N>` or `nic<N>.vf<M>`.
+    #[error("assigned device id '{0}': must be nic<N> or nic<N>.vf<M>")]
+    BadAssignId(String),
+    /// An assigned device address out of the PCI ranges.
+    #[error("assigned device {id}: address {bdf} is not a valid PCI address (slot 0..=31, function 0..=7)")]
+    BadAssignAddress {
+        /// The device id.
+        id: String,
+        /// The address as given.
+        bdf: String,
+    },
     /// A capture directory could not be written.
     #[error("cannot write {path}")]
     Write {
@@ -295,6 +323,37 @@ pub struct SriovRequest {
     pub num_vfs: u16,
 }
 
+/// A device the probe hands to vfio-pci and assigns to the nested guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// The profile's id for it: `nic8`, `nic9.vf0`.
+    pub id: String,
+    /// Its address in the virtual host.
+    pub bdf: Bdf,
+}
+
+/// Whether `id` is `nic<N>` or `nic<N>.vf<M>` (decimal, no leading zeros,
+/// at most 3 digits each): the ids [`crate::validate::DeviceRef`] prints.
+pub fn is_valid_assign_id(id: &str) -> bool {
+    fn number(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= 3
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s == "0" || !s.starts_with('0'))
+    }
+    let Some(rest) = id.strip_prefix("nic") else {
+        return false;
+    };
+    match rest.split_once(".vf") {
+        Some((nic, vf)) => number(nic) && number(vf),
+        None => number(rest),
+    }
+}
+
+/// Seconds the nested step waits for the nested guest unless told
+/// otherwise (`nestlab.nested_timeout=`).
+pub const DEFAULT_NESTED_TIMEOUT_SECS: u32 = 120;
+
 /// The appliance's parameters, as they go on the kernel command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeParams {
@@ -304,27 +363,51 @@ pub struct ProbeParams {
     pub modules: Vec<String>,
     /// VFs to create.
     pub sriov: Vec<SriovRequest>,
+    /// Devices to bind to vfio-pci and assign to one nested guest, started
+    /// after the captures (empty: no nested step).
+    pub assign: Vec<Assignment>,
+    /// How long the nested guest may take, from its QEMU's start to its
+    /// power-off, before the probe kills it.
+    pub nested_timeout_secs: u32,
     /// Power off or drop to a shell after the captures.
     pub mode: Mode,
 }
 
 impl ProbeParams {
-    /// Probe mode, nothing to load, no VFs.
+    /// Probe mode, nothing to load, no VFs, no nested guest.
     pub fn new(nonce: Nonce) -> Self {
         ProbeParams {
             nonce,
             modules: Vec::new(),
             sriov: Vec::new(),
+            assign: Vec::new(),
+            nested_timeout_secs: DEFAULT_NESTED_TIMEOUT_SECS,
             mode: Mode::Probe,
         }
     }
 
+    /// The files the appliance prints with these parameters: [`CAPTURES`],
+    /// then [`NESTED_FILES`] when devices are assigned.
+    pub fn expected_files(&self) -> Vec<&'static str> {
+        let mut files: Vec<&'static str> = CAPTURES.iter().map(|c| c.file).collect();
+        if !self.assign.is_empty() {
+            files.extend_from_slice(NESTED_FILES);
+        }
+        files
+    }
+
     /// The `nestlab.*` kernel parameters, space separated, e.g.
-    /// `nestlab.nonce=1f2e nestlab.modules=igb nestlab.sriov=0000:b5:00.0:3 nestlab.mode=probe`.
+    /// `nestlab.nonce=1f2e nestlab.modules=igb nestlab.sriov=0000:b5:00.0:3
+    /// nestlab.assign=nic0@0000:b5:00.0,nic1.vf0@0000:c9:10.0
+    /// nestlab.nested_timeout=120 nestlab.mode=probe` (`assign` and
+    /// `nested_timeout` only when devices are assigned).
     ///
     /// # Errors
     /// [`ProbeError::BadModuleName`] for a module name with other characters
-    /// than letters, digits, `_` and `-`.
+    /// than letters, digits, `_` and `-`; [`ProbeError::BadAssignId`] for an
+    /// assigned id that is not `nic<N>[.vf<M>]`;
+    /// [`ProbeError::BadAssignAddress`] for a slot above 31 or a function
+    /// above 7.
     pub fn to_cmdline(&self) -> Result<String, ProbeError> {
         let mut out = format!("nestlab.nonce={}", self.nonce);
         if !self.modules.is_empty() {
@@ -348,6 +431,27 @@ impl ProbeParams {
                 .collect();
             out.push_str(" nestlab.sriov=");
             out.push_str(&list.join(","));
+        }
+        if !self.assign.is_empty() {
+            let mut list = Vec::new();
+            for a in &self.assign {
+                if !is_valid_assign_id(&a.id) {
+                    return Err(ProbeError::BadAssignId(a.id.clone()));
+                }
+                if a.bdf.slot > 31 || a.bdf.function > 7 {
+                    return Err(ProbeError::BadAssignAddress {
+                        id: a.id.clone(),
+                        bdf: a.bdf.to_string(),
+                    });
+                }
+                list.push(format!("{}@{}", a.id, a.bdf));
+            }
+            out.push_str(" nestlab.assign=");
+            out.push_str(&list.join(","));
+            out.push_str(&format!(
+                " nestlab.nested_timeout={}",
+                self.nested_timeout_secs.max(1)
+            ));
         }
         out.push_str(&format!(" nestlab.mode={}", self.mode));
         Ok(out)
@@ -393,6 +497,10 @@ pub struct CaptureSet {
     pub init_uptime: Option<Duration>,
     /// Guest uptime when the captures were done (console captures only).
     pub done_uptime: Option<Duration>,
+    /// Whether the run had a nested step, so that [`NESTED_FILES`] belong
+    /// to it: the console showed the `nested` marker, or a capture
+    /// directory holds one of those files.
+    pub nested: bool,
 }
 
 impl CaptureSet {
@@ -406,11 +514,14 @@ impl CaptureSet {
         self.files.get(file).and_then(|f| f.exit_code)
     }
 
-    /// The files of [`CAPTURES`] this set lacks.
+    /// The files this set lacks: of [`CAPTURES`], and of [`NESTED_FILES`]
+    /// when the run had a nested step ([`nested`](Self::nested)).
     pub fn missing(&self) -> Vec<&'static str> {
+        let nested: &[&'static str] = if self.nested { NESTED_FILES } else { &[] };
         CAPTURES
             .iter()
             .map(|c| c.file)
+            .chain(nested.iter().copied())
             .filter(|f| !self.files.contains_key(*f))
             .collect()
     }
@@ -440,9 +551,9 @@ impl CaptureSet {
         std::fs::write(&path, codes).map_err(werr(path.clone()))
     }
 
-    /// Reads a capture directory: each file of [`CAPTURES`] that is present
-    /// (invalid UTF-8 replaced, CRLF turned into LF) and the exit codes
-    /// from [`EXIT_CODES_FILE`] when it is there.
+    /// Reads a capture directory: each file of [`CAPTURES`] and
+    /// [`NESTED_FILES`] that is present (invalid UTF-8 replaced, CRLF turned
+    /// into LF) and the exit codes from [`EXIT_CODES_FILE`] when it is there.
     ///
     /// # Errors
     /// [`ProbeError::Read`] for a file that exists but cannot be read (or a
@@ -455,13 +566,18 @@ impl CaptureSet {
             return Err(ProbeError::NotACaptureDir(dir.to_path_buf()));
         }
         let mut set = CaptureSet::default();
-        for spec in CAPTURES {
-            let path = dir.join(spec.file);
+        let names = CAPTURES
+            .iter()
+            .map(|c| c.file)
+            .chain(NESTED_FILES.iter().copied());
+        for name in names {
+            let path = dir.join(name);
             match std::fs::read(&path) {
                 Ok(bytes) => {
                     let content = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
+                    set.nested |= NESTED_FILES.contains(&name);
                     set.files.insert(
-                        spec.file.to_string(),
+                        name.to_string(),
                         CapturedFile {
                             content,
                             exit_code: None,
@@ -554,6 +670,57 @@ mod tests {
         );
         p.modules.push("a b".into());
         assert!(matches!(p.to_cmdline(), Err(ProbeError::BadModuleName(m)) if m == "a b"));
+        p.modules.pop();
+        p.mode = Mode::Probe;
+        p.assign = vec![
+            Assignment {
+                id: "nic8".into(),
+                bdf: Bdf::new(0xdf, 0, 0),
+            },
+            Assignment {
+                id: "nic9.vf0".into(),
+                bdf: Bdf::new(0xc9, 0x10, 0),
+            },
+        ];
+        p.nested_timeout_secs = 90;
+        assert_eq!(
+            p.to_cmdline().unwrap(),
+            "nestlab.nonce=abc nestlab.modules=igb,kvm-amd nestlab.sriov=0000:b5:00.0:3 \
+             nestlab.assign=nic8@0000:df:00.0,nic9.vf0@0000:c9:10.0 nestlab.nested_timeout=90 nestlab.mode=probe"
+        );
+        assert_eq!(
+            p.expected_files().len(),
+            CAPTURES.len() + NESTED_FILES.len()
+        );
+        for bad in [
+            "nic",
+            "nic8 x",
+            "nic08",
+            "nic8.vf",
+            "nic8.vf0.vf1",
+            "NIC8",
+            "nic8@x",
+            "nic1234",
+            "eth0",
+            "",
+        ] {
+            p.assign[0].id = bad.into();
+            assert!(
+                matches!(p.to_cmdline(), Err(ProbeError::BadAssignId(ref m)) if m == bad),
+                "{bad}"
+            );
+        }
+        p.assign[0].id = "nic0".into();
+        p.assign[1].bdf.slot = 32;
+        assert!(matches!(
+            p.to_cmdline(),
+            Err(ProbeError::BadAssignAddress { ref id, .. }) if id == "nic9.vf0"
+        ));
+        p.assign[1].bdf = Bdf::new(0xc9, 0x10, 8);
+        assert!(p.to_cmdline().is_err());
+        p.assign.clear();
+        assert!(!p.to_cmdline().unwrap().contains("nested"));
+        assert_eq!(p.expected_files().len(), CAPTURES.len());
         assert_eq!("shell".parse::<Mode>().unwrap(), Mode::Shell);
         assert!("x".parse::<Mode>().is_err());
     }
@@ -597,6 +764,21 @@ mod tests {
         let back = CaptureSet::read_dir(&dir).unwrap();
         assert_eq!(back, set);
         assert_eq!(back.missing().len(), CAPTURES.len() - 3);
+        assert!(!back.nested, "no nested file: not a nested run");
+        // A nested run's files come back, and the missing ones are named.
+        set.files.insert(
+            FILE_NESTED.into(),
+            CapturedFile {
+                content: "boot failed: no /dev/kvm in the virtual host\n".into(),
+                exit_code: Some(0),
+            },
+        );
+        set.nested = true;
+        set.write_dir(&dir).unwrap();
+        let back = CaptureSet::read_dir(&dir).unwrap();
+        assert_eq!(back, set);
+        assert!(back.missing().contains(&FILE_NESTED_LSPCI));
+        assert!(!back.missing().contains(&FILE_NESTED));
         std::fs::write(dir.join(EXIT_CODES_FILE), "lspci.txt zero\n").unwrap();
         assert!(matches!(
             CaptureSet::read_dir(&dir),

@@ -34,6 +34,9 @@ pub enum ConsoleEvent {
     FileBegun(String),
     /// The output of this capture file is complete.
     FileDone(String),
+    /// The nested step started, with this many assigned devices; the
+    /// nested files follow.
+    NestedStarted(u32),
     /// Every capture was printed (the guest powers off next, or, in shell
     /// mode, starts a shell).
     Done,
@@ -107,6 +110,7 @@ enum Marker<'a> {
     Begin(&'a str),
     End { file: &'a str, code: i32 },
     Done(Option<Duration>),
+    Nested(u32),
     Shell,
 }
 
@@ -138,6 +142,7 @@ fn parse_marker(body: &str) -> Option<Marker<'_>> {
         "init" => Some(Marker::Init(parse_uptime(arg))),
         "done" => Some(Marker::Done(parse_uptime(arg))),
         "shell" if arg.is_empty() => Some(Marker::Shell),
+        "nested" => arg.parse().ok().map(Marker::Nested),
         "begin" if is_valid_file_name(arg) => Some(Marker::Begin(arg)),
         "end" => {
             let (file, code) = arg.rsplit_once(':')?;
@@ -406,6 +411,10 @@ impl ConsoleReader {
                     events.push(ConsoleEvent::Done);
                 }
             }
+            Marker::Nested(count) => {
+                self.set.nested = true;
+                events.push(ConsoleEvent::NestedStarted(count));
+            }
             Marker::Shell => events.push(ConsoleEvent::ShellReady),
         }
         true
@@ -529,6 +538,36 @@ mod tests {
                 "prefix {end}"
             );
         }
+    }
+
+    #[test]
+    fn nested_marker_makes_the_nested_files_expected() {
+        let head = b"::nestlab:abc123:init:1::\n::nestlab:abc123:begin:kvm.txt::\ncrw\n::nestlab:abc123:end:kvm.txt:0::\n";
+        // Without the marker: a plain run, the nested files are not missing.
+        let mut r = ConsoleReader::new(&nonce());
+        r.feed(head);
+        r.feed(b"::nestlab:abc123:done:2::\n");
+        let set = r.finish().unwrap();
+        assert!(!set.nested);
+        assert!(!set.missing().iter().any(|f| f.starts_with("nested")));
+        // With it: they are, until they come.
+        let mut r = ConsoleReader::new(&nonce());
+        r.feed(head);
+        assert_eq!(
+            r.feed(b"::nestlab:abc123:nested:2::\n::nestlab:abc123:begin:nested.txt::\nboot ok\n::nestlab:abc123:end:nested.txt:0::\n"),
+            vec![
+                ConsoleEvent::NestedStarted(2),
+                ConsoleEvent::FileBegun("nested.txt".into()),
+                ConsoleEvent::FileDone("nested.txt".into()),
+            ]
+        );
+        r.feed(b"::nestlab:abc123:done:2::\n");
+        let set = r.finish().unwrap();
+        assert!(set.nested);
+        let missing = set.missing();
+        assert!(missing.contains(&"nested-lspci.txt") && !missing.contains(&"nested.txt"));
+        assert_eq!(parse_marker("nested:x::"), None);
+        assert_eq!(parse_marker("nested:3::"), Some(Marker::Nested(3)));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The two sh scripts generated from [`CAPTURES`]: the by-hand capture
 //! script and the appliance's `/init`.
 
-use super::{CAPTURES, CAPTURE_SCRIPT_PATH, ENV_FILE, EXIT_CODES_FILE, MODULES_FILE};
+use super::{
+    CAPTURES, CAPTURE_SCRIPT_PATH, ENV_FILE, EXIT_CODES_FILE, FILE_NESTED, FILE_NESTED_CONSOLE,
+    FILE_NESTED_LSPCI, MODULES_FILE,
+};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -44,16 +47,44 @@ mkdir -p "$dir" || exit 1
     s
 }
 
+/// Where the nested flavour of the appliance carries the nested guest's
+/// kernel.
+pub const NESTED_KERNEL_PATH: &str = "/nested/kernel";
+/// Where the nested flavour carries the nested guest's initramfs (its
+/// `/init` is [`nested_init_script`]).
+pub const NESTED_INITRD_PATH: &str = "/nested/initrd.img";
+/// Where the nested flavour carries QEMU's firmware (`-L`).
+pub const NESTED_FIRMWARE_DIR: &str = "/usr/share/qemu";
+/// The QEMU the nested step runs.
+pub const NESTED_QEMU_PATH: &str = "/usr/bin/qemu-system-x86_64";
+/// The marker prefix the nested guest's `/init` frames its `lspci -nn`
+/// with, on its own serial console (not the virtual host's).
+pub const NESTED_MARKER: &str = "::nestlab-nested:";
+/// The nested guest's memory (MiB).
+pub const NESTED_MEMORY_MIB: u32 = 256;
+
 /// The probe appliance's `/init` (busybox sh).
 ///
 /// Mounts proc, sysfs and devtmpfs, quiets the console (`dmesg -n 1`),
-/// reads `nestlab.nonce=`, `nestlab.modules=`, `nestlab.sriov=` and
-/// `nestlab.mode=` from /proc/cmdline, prints the `init` marker, loads the
-/// modules (each after its chain from [`MODULES_FILE`]), writes the SR-IOV
-/// VF counts, prints every capture of [`CAPTURES`] between `begin` and
-/// `end` markers, prints `done`, then (shell mode) runs an interactive shell
-/// on the console, and powers off. Failures print an `error` marker and
-/// init goes on. See the [module docs](super) for the marker format.
+/// reads `nestlab.nonce=`, `nestlab.modules=`, `nestlab.sriov=`,
+/// `nestlab.assign=`, `nestlab.nested_timeout=` and `nestlab.mode=` from
+/// /proc/cmdline, prints the `init` marker, loads the modules (each after
+/// its chain from [`MODULES_FILE`]), writes the SR-IOV VF counts, prints
+/// every capture of [`CAPTURES`] between `begin` and `end` markers, then,
+/// with devices assigned, prints the `nested` marker, runs the nested step
+/// and prints [`NESTED_FILES`](super::NESTED_FILES) the same way; prints
+/// `done`, then (shell mode) runs an interactive shell on the console, and
+/// powers off. Failures print an `error` marker and init goes on. See the
+/// [module docs](super) for the marker format.
+///
+/// The nested step binds each assigned device to vfio-pci (a PF's VFs
+/// removed first, any driver unbound), writes `nested.txt` (the format of
+/// [`crate::observe::nested`]), and when every device is bound and
+/// `/dev/kvm` exists, runs one nested guest under busybox `timeout`:
+/// `qemu-system-x86_64 -accel kvm -cpu host` with a `vfio-pci` device per
+/// assignment, booting [`NESTED_KERNEL_PATH`] and [`NESTED_INITRD_PATH`].
+/// What the nested guest's `lspci -nn` printed between its markers becomes
+/// `nested-lspci.txt`; its console and QEMU's messages `nested-console.txt`.
 pub fn init_script() -> String {
     let mut s = format!(
         r#"#!/bin/sh
@@ -64,6 +95,9 @@ pub fn init_script() -> String {
 #   nestlab.modules=a,b,c         modules to load in this order, each after its
 #                                 dependencies as listed in {MODULES_FILE}
 #   nestlab.sriov=BDF:N[,BDF:N]   write N to BDF's sriov_numvfs (after the modules)
+#   nestlab.assign=ID@BDF[,...]   after the captures, bind these to vfio-pci and
+#                                 start one nested guest with all of them
+#   nestlab.nested_timeout=S      seconds the nested guest may take (default 120)
 #   nestlab.mode=probe|shell      power off after the captures, or open a shell first
 PATH=/bin:/usr/bin:/sbin:/usr/sbin
 LC_ALL=C
@@ -79,6 +113,8 @@ set -f
 nonce=0
 modules=
 sriov=
+assign=
+nested_timeout=120
 mode=probe
 read -r cmdline </proc/cmdline
 for arg in $cmdline; do
@@ -86,6 +122,8 @@ for arg in $cmdline; do
 	nestlab.nonce=*) nonce=${{arg#*=}} ;;
 	nestlab.modules=*) modules=${{arg#*=}} ;;
 	nestlab.sriov=*) sriov=${{arg#*=}} ;;
+	nestlab.assign=*) assign=${{arg#*=}} ;;
+	nestlab.nested_timeout=*) nested_timeout=${{arg#*=}} ;;
 	nestlab.mode=*) mode=${{arg#*=}} ;;
 	esac
 done
@@ -93,6 +131,12 @@ done
 mark() {{ printf '::nestlab:%s:%s::\n' "$nonce" "$1"; }}
 fail() {{ printf '::nestlab:%s:error:%s:%s::\n' "$nonce" "$1" "$(printf '%s' "$2" | tr '\r\n' '  ')"; }}
 uptime_s() {{ read -r up _ </proc/uptime; printf '%s' "$up"; }}
+# put FILE CODE: prints {CAPTURE_OUT} as the capture FILE with exit code CODE.
+put() {{
+	mark "begin:$1"
+	cat {CAPTURE_OUT}
+	mark "end:$1:$2"
+}}
 mark "init:$(uptime_s)"
 
 # Modules: each line of {MODULES_FILE} is "<name> <dep>=<path> ... <name>=<path>".
@@ -138,15 +182,27 @@ set +f
 
 "#
     );
+    s.push_str(&nested_step());
+    s.push('\n');
     for c in CAPTURES {
-        s.push_str(&format!(
-            "mark begin:{file}\n( {cmd} ) </dev/null 2>&1\nmark \"end:{file}:$?\"\n",
-            file = c.file,
-            cmd = c.command
-        ));
+        s.push_str(&capture_line(c.file, c.command));
     }
     s.push_str(&format!(
-        r#"mark "done:$(uptime_s)"
+        r#"
+if [ -n "$assign" ]; then
+	set -f
+	count=$(printf '%s\n' "$assign" | tr , '\n' | grep -c .)
+	set +f
+	mark "nested:$count"
+	nested_step
+	cp /tmp/nested.txt {CAPTURE_OUT}
+	put {FILE_NESTED} 0
+	cp /tmp/nested-lspci.txt {CAPTURE_OUT}
+	put {FILE_NESTED_LSPCI} "$nested_lspci_rc"
+	cp /tmp/nested-console.txt {CAPTURE_OUT}
+	put {FILE_NESTED_CONSOLE} "$nested_qemu_rc"
+fi
+mark "done:$(uptime_s)"
 
 if [ "$mode" = shell ]; then
 	mark shell
@@ -168,6 +224,144 @@ poweroff -f
     s
 }
 
+/// Where /init keeps a capture's output before printing it.
+const CAPTURE_OUT: &str = "/tmp/capture.out";
+
+/// The /init lines that run one capture and print it.
+fn capture_line(file: &str, command: &str) -> String {
+    format!("( {command} ) </dev/null >{CAPTURE_OUT} 2>&1\nput {file} $?\n")
+}
+
+/// The nested step of [`init_script`]: a sh function `nested_step` that
+/// sets `nested_lspci_rc` and `nested_qemu_rc`.
+fn nested_step() -> String {
+    NESTED_STEP_TEMPLATE
+        .replace("@QEMU@", NESTED_QEMU_PATH)
+        .replace("@KERNEL@", NESTED_KERNEL_PATH)
+        .replace("@INITRD@", NESTED_INITRD_PATH)
+        .replace("@FIRMWARE@", NESTED_FIRMWARE_DIR)
+        .replace("@MEMORY@", &NESTED_MEMORY_MIB.to_string())
+        .replace("@MARKER@", NESTED_MARKER)
+}
+
+const NESTED_STEP_TEMPLATE: &str = r#"# Nested step (nestlab.assign=ID@BDF,...): hand each device to vfio-pci, write
+# /tmp/nested.txt ("device ID BDF driver=D group=G vfio_dev=yes|no" lines, then
+# "boot ok" or "boot failed: WHY"), run one nested guest with all of them,
+# keep its lspci -nn in /tmp/nested-lspci.txt and its console in
+# /tmp/nested-console.txt.
+link_name() { l=$(readlink "$1" 2>/dev/null) && printf '%s' "${l##*/}"; }
+nested_step() {
+	: >/tmp/nested.txt
+	: >/tmp/nested-lspci.txt
+	: >/tmp/nested-console.txt
+	nested_lspci_rc=1
+	nested_qemu_rc=1
+	devs=
+	unbound=
+	set -f
+	list=$(printf '%s' "$assign" | tr , ' ')
+	for a in $list; do
+		id=${a%%@*}
+		bdf=${a#*@}
+		d=/sys/bus/pci/devices/$bdf
+		if [ ! -e "$d" ]; then
+			fail nested "$id: no device $bdf in the virtual host"
+			echo "device $id $bdf driver=none group= vfio_dev=no" >>/tmp/nested.txt
+			unbound="$unbound $id"
+			continue
+		fi
+		# A PF with VFs: remove them first (they would keep the PF busy).
+		if [ -e "$d/sriov_numvfs" ] && [ "$(cat "$d/sriov_numvfs")" != 0 ]; then
+			out=$( (echo 0 >"$d/sriov_numvfs") 2>&1) || fail nested "$id: removing its VFs: $out"
+		fi
+		drv=$(link_name "$d/driver")
+		if [ -n "$drv" ] && [ "$drv" != vfio-pci ]; then
+			out=$( (printf '%s\n' "$bdf" >"$d/driver/unbind") 2>&1) || fail nested "$id: unbinding $drv: $out"
+		fi
+		out=$( (echo vfio-pci >"$d/driver_override") 2>&1) || fail nested "$id: driver_override: $out"
+		if [ ! -e "$d/driver" ]; then
+			out=$( (printf '%s\n' "$bdf" >/sys/bus/pci/drivers_probe) 2>&1) || fail nested "$id: drivers_probe: $out"
+		fi
+		drv=$(link_name "$d/driver")
+		grp=$(link_name "$d/iommu_group")
+		vd=no
+		[ -n "$grp" ] && [ -c "/dev/vfio/$grp" ] && vd=yes
+		echo "device $id $bdf driver=${drv:-none} group=$grp vfio_dev=$vd" >>/tmp/nested.txt
+		if [ "$drv" = vfio-pci ] && [ $vd = yes ]; then
+			devs="$devs -device vfio-pci,host=$bdf,rombar=0"
+		else
+			unbound="$unbound $id"
+		fi
+	done
+	why=
+	if [ ! -c /dev/kvm ]; then
+		why="no /dev/kvm in the virtual host"
+	elif [ -n "$unbound" ]; then
+		why="not bound to vfio-pci:$unbound"
+	elif [ ! -x @QEMU@ ] || [ ! -r @KERNEL@ ] || [ ! -r @INITRD@ ]; then
+		why="this appliance has no nested guest (@QEMU@, @KERNEL@ or @INITRD@ is missing)"
+	fi
+	if [ -n "$why" ]; then
+		set +f
+		echo "boot failed: $why" >>/tmp/nested.txt
+		echo "nested guest not started: $why" >/tmp/nested-console.txt
+		return
+	fi
+	t0=$(uptime_s)
+	timeout -s KILL "$nested_timeout" @QEMU@ -L @FIRMWARE@ \
+		-accel kvm -cpu host -m @MEMORY@ -smp 1 -nodefaults -display none -no-reboot \
+		-serial file:/tmp/nested-serial.txt \
+		-kernel @KERNEL@ -initrd @INITRD@ \
+		-append "console=ttyS0 panic=-1 quiet mitigations=off nokaslr cryptomgr.notests 8250.nr_uarts=1" \
+		$devs </dev/null >/tmp/nested-qemu.txt 2>&1
+	nested_qemu_rc=$?
+	set +f
+	t1=$(uptime_s)
+	tr -d '\r' </tmp/nested-serial.txt >/tmp/nested-serial.lf 2>/dev/null
+	awk '/^@MARKER@begin::$/ { on = 1; next } /^@MARKER@end:/ { exit } on' /tmp/nested-serial.lf >/tmp/nested-lspci.txt
+	code=$(sed -n 's/^@MARKER@end:\([0-9]*\)::$/\1/p' /tmp/nested-serial.lf | head -n 1)
+	{
+		echo "qemu-system-x86_64 exit code $nested_qemu_rc; started at $t0 s, ended at $t1 s of the virtual host's uptime"
+		echo "--- qemu messages"
+		cat /tmp/nested-qemu.txt
+		echo "--- nested guest console"
+		cat /tmp/nested-serial.lf
+	} >/tmp/nested-console.txt 2>&1
+	if [ -n "$code" ]; then
+		nested_lspci_rc=$code
+		echo "boot ok" >>/tmp/nested.txt
+	elif [ "$nested_qemu_rc" = 137 ]; then
+		echo "boot failed: the nested guest did not finish within $nested_timeout s (killed)" >>/tmp/nested.txt
+	else
+		last=$(grep -v '^ *$' /tmp/nested-qemu.txt | tail -n 1 | tr -d '\r')
+		echo "boot failed: qemu-system-x86_64 exited with code $nested_qemu_rc without the nested guest's lspci${last:+: $last}" >>/tmp/nested.txt
+	fi
+}
+"#;
+
+/// The nested guest's `/init` (busybox sh): mounts proc and sysfs, prints
+/// `lspci -nn` between `::nestlab-nested:begin::` and
+/// `::nestlab-nested:end:<exit code>::` on its console, powers off.
+pub fn nested_init_script() -> String {
+    format!(
+        r#"#!/bin/sh
+# nestlab nested guest /init (generated by nestlab {VERSION}; do not edit).
+PATH=/bin:/usr/bin
+LC_ALL=C
+export PATH LC_ALL
+[ -r {ENV_FILE} ] && . {ENV_FILE}
+mkdir -p /proc /sys
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+dmesg -n 1
+echo '{NESTED_MARKER}begin::'
+lspci -nn </dev/null 2>&1
+echo "{NESTED_MARKER}end:$?::"
+poweroff -f
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,15 +379,24 @@ mod tests {
                 c.file
             );
             assert!(
-                init.contains(&format!("mark begin:{}\n( {} )", c.file, c.command)),
+                init.contains(&capture_line(c.file, c.command)),
                 "{}",
                 c.file
             );
-            assert!(
-                init.contains(&format!("mark \"end:{}:$?\"", c.file)),
-                "{}",
-                c.file
-            );
+        }
+        for f in super::super::NESTED_FILES {
+            assert!(init.contains(&format!("put {f} ")), "{f}");
+            assert!(!cap.contains(f), "{f} is not for the capture script");
+        }
+        for placeholder in [
+            "@QEMU@",
+            "@KERNEL@",
+            "@INITRD@",
+            "@FIRMWARE@",
+            "@MEMORY@",
+            "@MARKER@",
+        ] {
+            assert!(!init.contains(placeholder), "{placeholder} left in /init");
         }
         assert!(init.ends_with("poweroff -f\n"));
     }
@@ -218,7 +421,7 @@ mod tests {
     #[test]
     fn scripts_parse_under_dash_and_busybox() {
         for shell in ["/bin/sh", "/bin/busybox"] {
-            for script in [capture_script(), init_script()] {
+            for script in [capture_script(), init_script(), nested_init_script()] {
                 if let Some(ok) = syntax_ok(shell, &script) {
                     assert!(ok, "{shell} -n rejects:\n{script}");
                 }
