@@ -355,8 +355,17 @@ pub fn cmd_up(profile: &str, args: &RunArgs) -> u8 {
         mode: Mode::Shell,
         retries: args.retries,
     };
+    let started: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let report = rt.block_on(async {
-        let printer = progress_printer(true);
+        let base = progress_printer(true);
+        let printer = |p: &str, ev: Progress| {
+            if let Progress::ShellReady { domain } = &ev {
+                if let Ok(mut n) = started.lock() {
+                    *n = Some(domain.clone());
+                }
+            }
+            base(p, ev)
+        };
         tokio::select! {
             r = run_profile(hv, &t, &appliance, &opts, &printer) => Ok(r),
             code = signalled() => Err(code),
@@ -374,13 +383,17 @@ pub fn cmd_up(profile: &str, args: &RunArgs) -> u8 {
             let name =
                 nestlab::boot::domain_name(&t.profile.name, &nestlab::probe::Nonce::generate());
             let _ = name;
-            eprintln!("The virtual host is running. Attach to its shell with:");
+            let name = started
+                .lock()
+                .ok()
+                .and_then(|n| n.clone())
+                .unwrap_or_else(|| "<name>".into());
             eprintln!(
-                "  virsh -c {uri} list --name | grep nestlab-{}",
-                t.profile.name
+                "The virtual host {name} is running, its probe's shell on the serial console:"
             );
-            eprintln!("  virsh -c {uri} console <name>      (leave with Ctrl-])");
-            eprintln!("Remove it with: nestlab down <name>   (or nestlab down --all)");
+            eprintln!("  virsh -c {uri} console {name}      (leave with Ctrl-])");
+            eprintln!("Remove it with: nestlab down {name}   (or nestlab down --all)");
+            println!("{name}");
             EXIT_OK
         }
     }

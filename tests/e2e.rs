@@ -172,6 +172,16 @@ fn e2e_boots_verify_and_leave_nothing_behind() {
     let r = nestlab(&["run", "minimal", "/nonexistent/profile.toml"]);
     assert_eq!(r.status.code(), Some(2), "{}", show(&r));
 
+    // 5. up leaves a host running with a shell; down removes it.
+    let up = nestlab(&["up", "minimal", "--accel", "tcg"]);
+    assert_eq!(up.status.code(), Some(0), "{}", show(&up));
+    let name = String::from_utf8_lossy(&up.stdout).trim().to_string();
+    assert!(name.starts_with("nestlab-minimal-"), "{}", show(&up));
+    assert!(nestlab_domains().contains(&name), "{name} is not running");
+    let down = nestlab(&["down", &name]);
+    assert_eq!(down.status.code(), Some(0), "{}", show(&down));
+    eprintln!("e2e: up/down of {name}");
+
     // Nothing left behind.
     assert_eq!(
         nestlab_domains(),
