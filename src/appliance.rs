@@ -15,6 +15,12 @@
 //! [`cpio::CpioWriter`]: under TCG the kernel unpacks 18 MB of it in about
 //! 0.2 s, where gzip or zstd compression makes that 0.4 to 0.6 s.
 //!
+//! Profiles with `[nested]` boot the nested flavour ([`NestedFlavour`],
+//! [`Appliance::initrd_for`]): the same archive followed by an LZ4
+//! compressed one ([`lz4`]) with `qemu-system-x86_64`, its libraries, its
+//! firmware and the nested guest's kernel and initramfs. Other profiles
+//! keep booting the small base initramfs.
+//!
 //! The kernel to boot ([`Appliance::kernel`]) is, when possible, the ELF
 //! `vmlinux` taken out of the bzImage ([`bzimage::pvh_kernel`]): QEMU boots
 //! it through PVH without the guest decompressing itself, which halves a

@@ -245,15 +245,16 @@ fn nested_step() -> String {
 }
 
 const NESTED_STEP_TEMPLATE: &str = r#"# Nested step (nestlab.assign=ID@BDF,...): hand each device to vfio-pci, write
-# /tmp/nested.txt ("device ID BDF driver=D group=G vfio_dev=yes|no" lines, then
+# $ntmp/nested.txt ("device ID BDF driver=D group=G vfio_dev=yes|no" lines, then
 # "boot ok" or "boot failed: WHY"), run one nested guest with all of them,
-# keep its lspci -nn in /tmp/nested-lspci.txt and its console in
-# /tmp/nested-console.txt.
+# keep its lspci -nn in $ntmp/nested-lspci.txt and its console in
+# $ntmp/nested-console.txt.
 link_name() { l=$(readlink "$1" 2>/dev/null) && printf '%s' "${l##*/}"; }
 nested_step() {
-	: >/tmp/nested.txt
-	: >/tmp/nested-lspci.txt
-	: >/tmp/nested-console.txt
+	ntmp=${ntmp:-/tmp}
+	: >$ntmp/nested.txt
+	: >$ntmp/nested-lspci.txt
+	: >$ntmp/nested-console.txt
 	nested_lspci_rc=1
 	nested_qemu_rc=1
 	devs=
@@ -266,7 +267,7 @@ nested_step() {
 		d=/sys/bus/pci/devices/$bdf
 		if [ ! -e "$d" ]; then
 			fail nested "$id: no device $bdf in the virtual host"
-			echo "device $id $bdf driver=none group= vfio_dev=no" >>/tmp/nested.txt
+			echo "device $id $bdf driver=none group= vfio_dev=no" >>$ntmp/nested.txt
 			unbound="$unbound $id"
 			continue
 		fi
@@ -286,7 +287,7 @@ nested_step() {
 		grp=$(link_name "$d/iommu_group")
 		vd=no
 		[ -n "$grp" ] && [ -c "/dev/vfio/$grp" ] && vd=yes
-		echo "device $id $bdf driver=${drv:-none} group=$grp vfio_dev=$vd" >>/tmp/nested.txt
+		echo "device $id $bdf driver=${drv:-none} group=$grp vfio_dev=$vd" >>$ntmp/nested.txt
 		if [ "$drv" = vfio-pci ] && [ $vd = yes ]; then
 			devs="$devs -device vfio-pci,host=$bdf,rombar=0"
 		else
@@ -303,38 +304,38 @@ nested_step() {
 	fi
 	if [ -n "$why" ]; then
 		set +f
-		echo "boot failed: $why" >>/tmp/nested.txt
-		echo "nested guest not started: $why" >/tmp/nested-console.txt
+		echo "boot failed: $why" >>$ntmp/nested.txt
+		echo "nested guest not started: $why" >$ntmp/nested-console.txt
 		return
 	fi
 	t0=$(uptime_s)
 	timeout -s KILL "$nested_timeout" @QEMU@ -L @FIRMWARE@ \
 		-accel kvm -cpu host -m @MEMORY@ -smp 1 -nodefaults -display none -no-reboot \
-		-serial file:/tmp/nested-serial.txt \
+		-serial file:$ntmp/nested-serial.txt \
 		-kernel @KERNEL@ -initrd @INITRD@ \
 		-append "console=ttyS0 panic=-1 quiet mitigations=off nokaslr cryptomgr.notests 8250.nr_uarts=1" \
-		$devs </dev/null >/tmp/nested-qemu.txt 2>&1
+		$devs </dev/null >$ntmp/nested-qemu.txt 2>&1
 	nested_qemu_rc=$?
 	set +f
 	t1=$(uptime_s)
-	tr -d '\r' </tmp/nested-serial.txt >/tmp/nested-serial.lf 2>/dev/null
-	awk '/^@MARKER@begin::$/ { on = 1; next } /^@MARKER@end:/ { exit } on' /tmp/nested-serial.lf >/tmp/nested-lspci.txt
-	code=$(sed -n 's/^@MARKER@end:\([0-9]*\)::$/\1/p' /tmp/nested-serial.lf | head -n 1)
+	tr -d '\r' <$ntmp/nested-serial.txt >$ntmp/nested-serial.lf 2>/dev/null
+	awk '/^@MARKER@begin::$/ { on = 1; next } /^@MARKER@end:/ { exit } on' $ntmp/nested-serial.lf >$ntmp/nested-lspci.txt
+	code=$(sed -n 's/^@MARKER@end:\([0-9]*\)::$/\1/p' $ntmp/nested-serial.lf | head -n 1)
 	{
 		echo "qemu-system-x86_64 exit code $nested_qemu_rc; started at $t0 s, ended at $t1 s of the virtual host's uptime"
 		echo "--- qemu messages"
-		cat /tmp/nested-qemu.txt
+		cat $ntmp/nested-qemu.txt
 		echo "--- nested guest console"
-		cat /tmp/nested-serial.lf
-	} >/tmp/nested-console.txt 2>&1
+		cat $ntmp/nested-serial.lf
+	} >$ntmp/nested-console.txt 2>&1
 	if [ -n "$code" ]; then
 		nested_lspci_rc=$code
-		echo "boot ok" >>/tmp/nested.txt
+		echo "boot ok" >>$ntmp/nested.txt
 	elif [ "$nested_qemu_rc" = 137 ]; then
-		echo "boot failed: the nested guest did not finish within $nested_timeout s (killed)" >>/tmp/nested.txt
+		echo "boot failed: the nested guest did not finish within $nested_timeout s (killed)" >>$ntmp/nested.txt
 	else
-		last=$(grep -v '^ *$' /tmp/nested-qemu.txt | tail -n 1 | tr -d '\r')
-		echo "boot failed: qemu-system-x86_64 exited with code $nested_qemu_rc without the nested guest's lspci${last:+: $last}" >>/tmp/nested.txt
+		last=$(grep -v '^ *$' $ntmp/nested-qemu.txt | tail -n 1 | tr -d '\r')
+		echo "boot failed: qemu-system-x86_64 exited with code $nested_qemu_rc without the nested guest's lspci${last:+: $last}" >>$ntmp/nested.txt
 	fi
 }
 "#;
@@ -427,6 +428,68 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The nested step on this host with devices that do not exist: it
+    /// writes nothing to sysfs, reports each device unbound, does not start
+    /// QEMU, and says why in the format `nested.txt` is read in.
+    #[test]
+    fn nested_step_without_the_devices_says_why() {
+        let dir = std::env::temp_dir().join(format!(
+            "nestlab-nested-step-{}-{}",
+            std::process::id(),
+            super::super::Nonce::generate()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = format!(
+            "nonce=ab\nmark() {{ printf '::nestlab:%s:%s::\\n' \"$nonce\" \"$1\"; }}\n\
+             fail() {{ printf '::nestlab:%s:error:%s:%s::\\n' \"$nonce\" \"$1\" \"$2\"; }}\n\
+             uptime_s() {{ printf 1.0; }}\n{}\n\
+             assign=nic0@0000:ff:1f.7,nic1.vf0@0000:fe:10.0\nnested_timeout=5\nntmp=\"$1\"\n\
+             nested_step\necho \"rc=$nested_lspci_rc/$nested_qemu_rc\"\n",
+            nested_step()
+        );
+        for shell in ["/bin/sh", "/bin/busybox"] {
+            if !Path::new(shell).exists() {
+                continue;
+            }
+            let mut cmd = Command::new(shell);
+            if shell.ends_with("busybox") {
+                cmd.arg("sh");
+            }
+            let out = cmd
+                .arg("-c")
+                .arg(&script)
+                .arg("sh")
+                .arg(&dir)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{shell}: {stdout}");
+            assert!(
+                stdout.contains("::nestlab:ab:error:nested:nic0: no device 0000:ff:1f.7"),
+                "{stdout}"
+            );
+            assert!(stdout.ends_with("rc=1/1\n"), "{stdout}");
+            let text = std::fs::read_to_string(dir.join("nested.txt")).unwrap();
+            let facts = crate::observe::nested::parse(&text).unwrap();
+            assert_eq!(facts.devices.len(), 2, "{text}");
+            assert!(facts
+                .devices
+                .iter()
+                .all(|d| d.driver.is_none() && !d.vfio_dev));
+            assert_eq!(facts.devices[1].id, "nic1.vf0");
+            let why = facts.boot.unwrap().unwrap_err();
+            assert!(
+                why == "no /dev/kvm in the virtual host"
+                    || why == "not bound to vfio-pci: nic0 nic1.vf0",
+                "{why}"
+            );
+            assert!(std::fs::read_to_string(dir.join("nested-lspci.txt"))
+                .unwrap()
+                .is_empty());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
