@@ -25,6 +25,7 @@
 //! | `init:<uptime>`           | /init started (guest uptime in seconds)              |
 //! | `error:<step>:<detail>`   | a step failed (`insmod`, `sriov`); init goes on      |
 //! | `begin:<file>`            | the output of the capture `<file>` follows           |
+//! | `begin-gz:<file>`         | the same, as `gzip -c \| base64` lines               |
 //! | `end:<file>:<exit code>`  | that output is complete                              |
 //! | `nested:<count>`          | the nested step starts with `<count>` assigned devices; the [`NESTED_FILES`] follow |
 //! | `done:<uptime>`           | every capture was printed                            |
@@ -153,11 +154,12 @@ pub const CAPTURE_SCRIPT_PATH: &str = "/bin/nestlab-capture";
 /// The busybox applets [`init_script`], the [`CAPTURES`] commands and the
 /// shell mode use; the appliance links each to busybox.
 pub const BUSYBOX_APPLETS: &[&str] = &[
-    "[", "awk", "basename", "cat", "chmod", "cp", "cttyhack", "cut", "date", "dd", "dirname",
-    "dmesg", "echo", "env", "false", "find", "free", "grep", "head", "hexdump", "insmod", "ip",
-    "kill", "less", "ln", "ls", "lsmod", "mkdir", "mknod", "mount", "mv", "poweroff", "printf",
-    "ps", "readlink", "reboot", "rm", "rmmod", "sed", "setsid", "sh", "sleep", "sort", "stat",
-    "sync", "tail", "tee", "test", "tr", "true", "umount", "uname", "uniq", "vi", "wc", "xargs",
+    "[", "awk", "base64", "basename", "cat", "chmod", "cp", "cttyhack", "cut", "date", "dd",
+    "dirname", "dmesg", "echo", "env", "false", "find", "free", "grep", "gzip", "head", "hexdump",
+    "insmod", "ip", "kill", "less", "ln", "ls", "lsmod", "mkdir", "mknod", "mount", "mv",
+    "poweroff", "printf", "ps", "readlink", "reboot", "rm", "rmmod", "sed", "setsid", "sh",
+    "sleep", "sort", "stat", "sync", "tail", "tee", "test", "timeout", "tr", "true", "umount",
+    "uname", "uniq", "vi", "wc", "xargs",
 ];
 
 /// The capture spec of a file name from [`CAPTURES`].

@@ -8,6 +8,14 @@
 //! content). Lines between a `begin` and its `end` marker are the file's
 //! content, kernel messages that interleave included; everything else is
 //! console noise, kept only in the [`tail`](ConsoleReader::tail).
+//!
+//! Between a `begin-gz` and its `end` marker the file comes gzip-compressed
+//! and base64-encoded (busybox `gzip -c | base64`: a third of the bytes on a
+//! serial line that carries about 14 KB/s). Lines of base64 characters are
+//! the payload; any other line (a kernel message) is console noise. At
+//! `end` the payload is decoded and unzipped into the file's content, its
+//! bytes as the command wrote them (invalid UTF-8 replaced); a payload
+//! that does not decode is a [`ConsoleError::Corrupt`] naming the file.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -20,6 +28,11 @@ const MAX_LINE: usize = 64 * 1024;
 const TAIL_LINES: usize = 200;
 /// Console lines an error carries.
 const ERROR_TAIL_LINES: usize = 30;
+/// Most base64 text one compressed capture may take (the biggest capture,
+/// dmesg, is about 15 KB of it).
+const MAX_GZ_TEXT: usize = 16 << 20;
+/// Most bytes one compressed capture may unzip to.
+const MAX_GZ_CONTENT: u64 = 64 << 20;
 /// What the kernel prints when it panics.
 const PANIC_TEXT: &str = "Kernel panic - not syncing";
 
@@ -76,6 +89,20 @@ pub enum ConsoleError {
         /// The last console lines.
         tail: Vec<String>,
     },
+    /// A compressed capture (`begin-gz`) whose payload is not valid base64
+    /// of a gzip stream.
+    #[error(
+        "capture {file} came compressed but cannot be decoded: {why}{}",
+        fmt_tail(tail)
+    )]
+    Corrupt {
+        /// The capture file.
+        file: String,
+        /// What is wrong with it.
+        why: String,
+        /// The last console lines.
+        tail: Vec<String>,
+    },
     /// The console ended between captures, before the `done` marker.
     #[error(
         "console ended before the probe was done (after {} of the captures){}",
@@ -108,6 +135,7 @@ enum Marker<'a> {
     Init(Option<Duration>),
     Error { step: &'a str, detail: &'a str },
     Begin(&'a str),
+    BeginGz(&'a str),
     End { file: &'a str, code: i32 },
     Done(Option<Duration>),
     Nested(u32),
@@ -144,6 +172,7 @@ fn parse_marker(body: &str) -> Option<Marker<'_>> {
         "shell" if arg.is_empty() => Some(Marker::Shell),
         "nested" => arg.parse().ok().map(Marker::Nested),
         "begin" if is_valid_file_name(arg) => Some(Marker::Begin(arg)),
+        "begin-gz" if is_valid_file_name(arg) => Some(Marker::BeginGz(arg)),
         "end" => {
             let (file, code) = arg.rsplit_once(':')?;
             let code = code.parse().ok()?;
@@ -161,6 +190,97 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
+/// Decodes standard base64 (`A-Z a-z 0-9 + /`, `=` padding at the end
+/// only; whitespace and line breaks skipped). With `partial`, a cut-short
+/// text gives what its complete quads hold instead of an error.
+fn base64_decode(text: &str, partial: bool) -> Result<Vec<u8>, String> {
+    fn value(c: u8) -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    }
+    let chars: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let mut out = Vec::with_capacity(chars.len() / 4 * 3);
+    let quads = chars.chunks(4);
+    let count = quads.len();
+    for (i, quad) in quads.enumerate() {
+        if quad.len() < 4 {
+            if partial {
+                break;
+            }
+            return Err(format!(
+                "{} base64 characters, not a multiple of 4",
+                chars.len()
+            ));
+        }
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && i + 1 != count) {
+            return Err("'=' padding before the end".into());
+        }
+        let mut n = 0u32;
+        for &c in &quad[..4 - pad] {
+            let v = value(c).ok_or_else(|| match c {
+                b'=' => "'=' padding before the end".to_string(),
+                _ => format!("'{}' is not a base64 character", c.escape_ascii()),
+            })?;
+            n = n << 6 | v;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..4 - pad]);
+    }
+    Ok(out)
+}
+
+/// Whether a console line can be base64 payload.
+fn is_base64_line(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+}
+
+/// Unzips a base64 gzip payload. With `partial` (the output was cut short),
+/// whatever prefix decodes is returned, never an error.
+fn decode_gz(b64: &str, partial: bool) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let zipped = match base64_decode(b64, partial) {
+        Ok(z) => z,
+        Err(_) if partial => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    let mut dec = flate2::read::GzDecoder::new(zipped.as_slice()).take(MAX_GZ_CONTENT + 1);
+    match dec.read_to_end(&mut out) {
+        Ok(_) if out.len() as u64 > MAX_GZ_CONTENT => {
+            if partial {
+                out.truncate(MAX_GZ_CONTENT as usize);
+                Ok(out)
+            } else {
+                Err(format!("it unzips to more than {MAX_GZ_CONTENT} bytes"))
+            }
+        }
+        Ok(_) => Ok(out),
+        Err(_) if partial => Ok(out),
+        Err(e) => Err(format!("gzip: {e}")),
+    }
+}
+
+/// The capture being printed.
+#[derive(Debug, Clone)]
+enum Body {
+    /// `begin`: its lines so far.
+    Plain(String),
+    /// `begin-gz`: its base64 text so far; `overflow` once it passed
+    /// [`MAX_GZ_TEXT`] (the rest is dropped).
+    Gz { b64: String, overflow: bool },
+}
+
 /// Reads one boot's console stream into a [`CaptureSet`], incrementally.
 /// Never panics, whatever the bytes.
 #[derive(Debug, Clone)]
@@ -172,7 +292,9 @@ pub struct ConsoleReader {
     /// The last console lines, printable.
     tail: VecDeque<String>,
     /// The capture being printed: name and content so far.
-    open: Option<(String, String)>,
+    open: Option<(String, Body)>,
+    /// The first compressed capture that did not decode, and why.
+    corrupt: Option<(String, String)>,
     /// A capture the console ended inside (set by `finish`).
     truncated: Option<String>,
     set: CaptureSet,
@@ -191,6 +313,7 @@ impl ConsoleReader {
             pending: Vec::new(),
             tail: VecDeque::with_capacity(TAIL_LINES),
             open: None,
+            corrupt: None,
             truncated: None,
             set: CaptureSet::default(),
             init_seen: false,
@@ -271,6 +394,7 @@ impl ConsoleReader {
     /// # Errors
     /// [`ConsoleError::KernelPanic`] when the kernel panicked before `done`,
     /// [`ConsoleError::NoInit`] without an `init` marker,
+    /// [`ConsoleError::Corrupt`] when a compressed capture did not decode,
     /// [`ConsoleError::Truncated`] when the console ended inside a capture,
     /// [`ConsoleError::NotDone`] when it ended between captures. What was
     /// read stays available through [`files`](Self::files).
@@ -279,14 +403,8 @@ impl ConsoleReader {
             let line = std::mem::take(&mut self.pending);
             self.line(&line, false, &mut Vec::new());
         }
-        if let Some((name, content)) = self.open.take() {
-            self.set.files.insert(
-                name.clone(),
-                CapturedFile {
-                    content,
-                    exit_code: None,
-                },
-            );
+        if let Some(name) = self.current_file().map(str::to_string) {
+            self.close(None);
             self.truncated = Some(name);
         }
         let tail = self.tail(ERROR_TAIL_LINES);
@@ -298,6 +416,13 @@ impl ConsoleReader {
         }
         if !self.init_seen {
             return Err(ConsoleError::NoInit { tail });
+        }
+        if let Some((file, why)) = &self.corrupt {
+            return Err(ConsoleError::Corrupt {
+                file: file.clone(),
+                why: why.clone(),
+                tail,
+            });
         }
         if let Some(file) = &self.truncated {
             return Err(ConsoleError::Truncated {
@@ -325,6 +450,13 @@ impl ConsoleReader {
             }
         }
         let text = String::from_utf8_lossy(bytes);
+        // The payload of a compressed capture: kept out of the tail.
+        if let Some((_, Body::Gz { .. })) = &self.open {
+            if is_base64_line(&text) {
+                self.append(&text, terminated);
+                return;
+            }
+        }
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
         }
@@ -348,19 +480,52 @@ impl ConsoleReader {
         self.append(&text, terminated);
     }
 
-    /// Appends text to the open capture, if any.
+    /// Appends text to the open capture, if any: a plain one takes every
+    /// line, a compressed one only base64 text (other lines are console
+    /// noise).
     fn append(&mut self, text: &str, terminated: bool) {
-        if let Some((_, content)) = &mut self.open {
-            content.push_str(text);
-            if terminated {
-                content.push('\n');
+        match &mut self.open {
+            Some((_, Body::Plain(content))) => {
+                content.push_str(text);
+                if terminated {
+                    content.push('\n');
+                }
             }
+            Some((_, Body::Gz { b64, overflow })) if is_base64_line(text) => {
+                if b64.len() + text.len() > MAX_GZ_TEXT {
+                    *overflow = true;
+                } else if !*overflow {
+                    b64.push_str(text);
+                }
+            }
+            _ => {}
         }
     }
 
-    /// Closes the open capture with an exit code (None: cut short).
+    /// Closes the open capture with an exit code (None: cut short) and
+    /// returns its name; a compressed one is decoded first, and one that
+    /// does not decode is not kept (returns None; `finish` reports it).
     fn close(&mut self, exit_code: Option<i32>) -> Option<String> {
-        let (name, content) = self.open.take()?;
+        let (name, body) = self.open.take()?;
+        let content = match body {
+            Body::Plain(content) => content,
+            Body::Gz { b64, overflow } => {
+                let decoded = if overflow && exit_code.is_some() {
+                    Err(format!("more than {MAX_GZ_TEXT} bytes of base64"))
+                } else {
+                    decode_gz(&b64, exit_code.is_none())
+                };
+                match decoded {
+                    Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                    Err(why) => {
+                        if self.corrupt.is_none() {
+                            self.corrupt = Some((name, why));
+                        }
+                        return None;
+                    }
+                }
+            }
+        };
         self.set
             .files
             .insert(name.clone(), CapturedFile { content, exit_code });
@@ -395,7 +560,18 @@ impl ConsoleReader {
             }
             Marker::Begin(file) => {
                 self.close(None);
-                self.open = Some((file.to_string(), String::new()));
+                self.open = Some((file.to_string(), Body::Plain(String::new())));
+                events.push(ConsoleEvent::FileBegun(file.to_string()));
+            }
+            Marker::BeginGz(file) => {
+                self.close(None);
+                self.open = Some((
+                    file.to_string(),
+                    Body::Gz {
+                        b64: String::new(),
+                        overflow: false,
+                    },
+                ));
                 events.push(ConsoleEvent::FileBegun(file.to_string()));
             }
             Marker::End { code, .. } => {
@@ -540,6 +716,182 @@ mod tests {
         }
     }
 
+    /// `gzip -c | base64` as busybox prints it: 76 characters a line.
+    fn gz_b64(data: &[u8]) -> String {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        let zipped = enc.finish().unwrap();
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut text = String::new();
+        for chunk in zipped.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    text.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    text.push('=');
+                }
+            }
+        }
+        let mut out = String::new();
+        for line in text.as_bytes().chunks(76) {
+            out.push_str(std::str::from_utf8(line).unwrap());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// A console with compressed captures: CRLF, a kernel message between
+    /// payload lines, an output without final newline, invalid UTF-8.
+    fn gz_sample() -> Vec<u8> {
+        let dmesg: String = (0..400)
+            .map(|i| format!("[    {i}.000000] pci 0000:b5:00.0: line {i}\n"))
+            .collect();
+        let mut v = b"SeaBIOS\r\n::nestlab:abc123:init:1.5::\r\n".to_vec();
+        v.extend_from_slice(b"::nestlab:abc123:begin-gz:dmesg.txt::\r\n");
+        let payload = gz_b64(dmesg.as_bytes());
+        let lines: Vec<&str> = payload.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            v.extend_from_slice(l.as_bytes());
+            v.extend_from_slice(b"\r\n");
+            if i == 1 {
+                v.extend_from_slice(b"[    3.100000] e1000e 0000:b5:00.0: link up\r\n");
+            }
+        }
+        v.extend_from_slice(b"::nestlab:abc123:end:dmesg.txt:0::\r\n");
+        v.extend_from_slice(b"::nestlab:abc123:begin-gz:kvm.txt::\r\n");
+        v.extend_from_slice(
+            gz_b64(b"no newline \xff here")
+                .replace('\n', "\r\n")
+                .as_bytes(),
+        );
+        v.extend_from_slice(b"::nestlab:abc123:end:kvm.txt:1::\r\n");
+        v.extend_from_slice(b"::nestlab:abc123:begin:sriov.txt::\r\nplain still works\r\n");
+        v.extend_from_slice(b"::nestlab:abc123:end:sriov.txt:0::\r\n");
+        v.extend_from_slice(b"::nestlab:abc123:done:2.5::\r\n[    3.2] reboot: Power down\r\n");
+        v
+    }
+
+    #[test]
+    fn reads_compressed_captures() {
+        let data = gz_sample();
+        let mut r = ConsoleReader::new(&nonce());
+        let events = r.feed(&data);
+        assert_eq!(
+            events,
+            vec![
+                ConsoleEvent::InitStarted,
+                ConsoleEvent::FileBegun("dmesg.txt".into()),
+                ConsoleEvent::FileDone("dmesg.txt".into()),
+                ConsoleEvent::FileBegun("kvm.txt".into()),
+                ConsoleEvent::FileDone("kvm.txt".into()),
+                ConsoleEvent::FileBegun("sriov.txt".into()),
+                ConsoleEvent::FileDone("sriov.txt".into()),
+                ConsoleEvent::Done,
+            ]
+        );
+        let set = r.finish().unwrap();
+        let dmesg = set.get("dmesg.txt").unwrap();
+        assert_eq!(dmesg.lines().count(), 400);
+        assert!(dmesg.starts_with("[    0.000000] pci 0000:b5:00.0: line 0\n"));
+        assert!(
+            !dmesg.contains("link up"),
+            "a kernel message is not payload"
+        );
+        assert_eq!(set.get("kvm.txt"), Some("no newline \u{fffd} here"));
+        assert_eq!(set.exit_code("kvm.txt"), Some(1));
+        assert_eq!(set.get("sriov.txt"), Some("plain still works\n"));
+        // The payload stays out of the tail; the kernel message is in it.
+        let tail = r.tail(200);
+        assert!(tail.iter().any(|l| l.contains("link up")));
+        assert!(!tail.iter().any(|l| l.starts_with("H4sI")), "{tail:?}");
+        assert!(
+            data.len() < 4000,
+            "{} bytes for 16 KB of output",
+            data.len()
+        );
+    }
+
+    #[test]
+    fn compressed_chunking_at_every_byte_boundary_gives_the_same_result() {
+        let data = gz_sample();
+        let whole = run_chunked(&data, &[]);
+        assert!(whole.1.is_ok());
+        for i in 0..=data.len() {
+            assert_eq!(run_chunked(&data, &[i]), whole, "split at {i}");
+        }
+        let every: Vec<usize> = (1..data.len()).collect();
+        assert_eq!(run_chunked(&data, &every), whole, "byte by byte");
+        for end in (0..data.len()).step_by(11) {
+            let part = &data[..end];
+            let bytewise: Vec<usize> = (1..part.len()).collect();
+            assert_eq!(
+                run_chunked(part, &bytewise),
+                run_chunked(part, &[]),
+                "prefix {end}"
+            );
+        }
+    }
+
+    #[test]
+    fn compressed_cut_short_keeps_what_decodes() {
+        let text: String = (0..2000).map(|i| format!("line {i}\n")).collect();
+        let payload = gz_b64(text.as_bytes());
+        let mut d = b"::nestlab:abc123:init:1::\n::nestlab:abc123:begin-gz:dmesg.txt::\n".to_vec();
+        d.extend_from_slice(&payload.as_bytes()[..payload.len() / 2]);
+        let mut r = ConsoleReader::new(&nonce());
+        r.feed(&d);
+        let err = r.finish().unwrap_err();
+        assert!(matches!(&err, ConsoleError::Truncated { file, .. } if file == "dmesg.txt"));
+        let got = &r.files()["dmesg.txt"];
+        assert_eq!(got.exit_code, None);
+        assert!(text.starts_with(&got.content), "a prefix of the output");
+    }
+
+    #[test]
+    fn corrupt_compressed_captures_are_errors_naming_the_file() {
+        let good = gz_b64(b"hello\n");
+        let mut flipped = good.clone().into_bytes();
+        flipped[20] = if flipped[20] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        for (payload, why) in [
+            ("SGVsbG8=\n".to_string(), "gzip"),
+            ("H4sI=AAA\n".to_string(), "padding"),
+            ("H4sIAAA\n".to_string(), "multiple of 4"),
+            (flipped, ""),
+            (good[..good.len() - 9].to_string() + "\n", ""),
+        ] {
+            let mut d =
+                b"::nestlab:abc123:init:1::\n::nestlab:abc123:begin-gz:lspci.txt::\n".to_vec();
+            d.extend_from_slice(payload.as_bytes());
+            d.extend_from_slice(b"::nestlab:abc123:end:lspci.txt:0::\n::nestlab:abc123:done:2::\n");
+            let mut r = ConsoleReader::new(&nonce());
+            let events = r.feed(&d);
+            assert!(!events.contains(&ConsoleEvent::FileDone("lspci.txt".into())));
+            let err = r.finish().unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(&err, ConsoleError::Corrupt { file, why: w, .. } if file == "lspci.txt" && w.contains(why)),
+                "{payload:?}: {msg}"
+            );
+            assert!(
+                msg.starts_with("capture lspci.txt came compressed but cannot be decoded"),
+                "{msg}"
+            );
+        }
+        assert_eq!(base64_decode("aGk=", false).unwrap(), b"hi");
+        assert_eq!(base64_decode("aGk", true).unwrap(), b"");
+        assert_eq!(base64_decode("aGV5", false).unwrap(), b"hey");
+        assert!(base64_decode("a*==", false).is_err());
+        assert!(base64_decode("a===", false).is_err());
+    }
+
     #[test]
     fn nested_marker_makes_the_nested_files_expected() {
         let head = b"::nestlab:abc123:init:1::\n::nestlab:abc123:begin:kvm.txt::\ncrw\n::nestlab:abc123:end:kvm.txt:0::\n";
@@ -632,9 +984,11 @@ mod tests {
         // Deterministic pseudo-random bytes mixed with marker fragments.
         let mut x: u64 = 0x9e3779b97f4a7c15;
         let mut data = Vec::new();
-        let pieces: [&[u8]; 6] = [
+        let pieces: [&[u8]; 8] = [
             b"::nestlab:abc123:",
             b"begin:a.txt::",
+            b"begin-gz:a.txt::",
+            b"H4sIAAAAAAAAA0tMSk5JTUvPyMzKzsnNyy8oKCopLQEA\n",
             b"end:a.txt:",
             b"::\n",
             b"\r\n",
@@ -705,6 +1059,7 @@ mod tests {
         for (name, nonce) in [
             ("igb-sriov-2node", "5eed01"),
             ("e1000e-2node-verbose", "abc123"),
+            ("reference-nested-gz", "652deee906234bca"),
         ] {
             let data = fixture(&format!("{name}.console"));
             let nonce: Nonce = nonce.parse().unwrap();
@@ -773,6 +1128,29 @@ mod tests {
             .detail
             .starts_with("kvm_intel: insmod: can't insert"));
         assert!(set.init_uptime.is_some() && set.done_uptime > set.init_uptime);
+    }
+
+    /// A real `nestlab run reference` console: dmesg compressed, the
+    /// nested step's files after the `nested` marker.
+    #[test]
+    fn real_nested_gz_console_content() {
+        let data = fixture("reference-nested-gz.console");
+        let mut r = ConsoleReader::new(&"652deee906234bca".parse().unwrap());
+        let events = r.feed(&data);
+        assert!(events.contains(&ConsoleEvent::NestedStarted(1)));
+        let set = r.finish().unwrap();
+        assert!(set.nested);
+        assert!(set.missing().is_empty(), "{:?}", set.missing());
+        let dmesg = set.get("dmesg.txt").unwrap();
+        assert!(dmesg.contains("DMAR: Intel(R) Virtualization Technology for Directed I/O"));
+        assert!(dmesg.len() > 2 * data.len() / 3, "dmesg came compressed");
+        assert_eq!(
+            set.get("nested.txt"),
+            Some("device nic8 0000:df:00.0 driver=vfio-pci group=10 vfio_dev=yes\nboot ok\n")
+        );
+        assert!(set
+            .get("nested-lspci.txt")
+            .is_some_and(|s| s.contains("[8086:10d3]")));
     }
 
     #[test]
