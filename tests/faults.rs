@@ -63,11 +63,17 @@ fn ours(impostor: &str) -> Vec<String> {
     let baseline = BASELINE.get().cloned().unwrap_or_default();
     nestlab_named()
         .into_iter()
-        .filter(|n| n != impostor && !baseline.contains(n))
+        .filter(|n| n != impostor && !baseline.contains(n) && n.starts_with(PREFIX))
         .collect()
 }
 
 static BASELINE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// The profile every run of this test boots: `minimal` under its own name,
+/// so its domains (`nestlab-fault-minimal-*`) are told apart from any other
+/// nestlab run on the machine.
+static P: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+const PREFIX: &str = "nestlab-fault-minimal-";
 
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
@@ -203,10 +209,22 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
     let before_tmp = temp_leftovers();
     let baseline = nestlab_named();
     assert!(
-        baseline.is_empty() || !in_ci(),
-        "CI=true but nestlab domains exist before the test: {baseline:?}"
+        !baseline.iter().any(|n| n.starts_with(PREFIX)),
+        "domains of an earlier run of this test exist: {baseline:?}"
     );
     BASELINE.set(baseline).unwrap();
+    let profile_dir = tempfile::tempdir().unwrap();
+    let profile = profile_dir.path().join("fault-minimal.toml");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/minimal.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        &profile,
+        text.replace("name = \"minimal\"", "name = \"fault-minimal\""),
+    )
+    .unwrap();
+    P.set(profile.display().to_string()).unwrap();
     let impostor = format!("nestlab-impostor-{}", std::process::id());
     start_impostor(&impostor);
     let impostor_guard = Impostor(impostor.clone());
@@ -225,7 +243,7 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
     survived += 1;
 
     // 2. QEMU killed (SIGKILL by pid) while the guest boots.
-    let child = nestlab_cmd(&["run", "minimal", "--accel", "tcg"])
+    let child = nestlab_cmd(&["run", P.get().unwrap().as_str(), "--accel", "tcg"])
         .spawn()
         .unwrap();
     let mut dom = String::new();
@@ -255,7 +273,7 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
     let t = Instant::now();
     let o = nestlab_cmd(&[
         "run",
-        "minimal",
+        P.get().unwrap().as_str(),
         "--accel",
         "tcg",
         "--initrd",
@@ -277,7 +295,7 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
     let t = Instant::now();
     let o = nestlab_cmd(&[
         "run",
-        "minimal",
+        P.get().unwrap().as_str(),
         "--accel",
         "tcg",
         "--boot-timeout",
@@ -304,7 +322,14 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
     // 5. SIGINT and SIGTERM with three jobs in flight.
     for (sig, code) in [("INT", 130), ("TERM", 143)] {
         let child = nestlab_cmd(&[
-            "run", "minimal", "minimal", "minimal", "--jobs", "3", "--accel", "tcg",
+            "run",
+            P.get().unwrap().as_str(),
+            P.get().unwrap().as_str(),
+            P.get().unwrap().as_str(),
+            "--jobs",
+            "3",
+            "--accel",
+            "tcg",
         ])
         .spawn()
         .unwrap();
@@ -326,7 +351,7 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
         None if in_ci() => panic!("CI=true but the running libvirtd was not started by ./dev (no /run/nestlab/libvirtd.pid)"),
         None => eprintln!("SKIPPED: libvirtd restart: the running libvirtd was not started by ./dev"),
         Some(pid) => {
-            let child = nestlab_cmd(&["run", "minimal", "--accel", "tcg"]).spawn().unwrap();
+            let child = nestlab_cmd(&["run", P.get().unwrap().as_str(), "--accel", "tcg"]).spawn().unwrap();
             wait_for("the minimal domain", 60, || !ours(&impostor).is_empty());
             kill(pid, "TERM");
             wait_for("libvirtd to exit", 30, || !Path::new(&format!("/proc/{pid}")).exists());
@@ -346,14 +371,14 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
     let out = work.path().join("eight");
     let o = nestlab_cmd(&[
         "run",
-        "minimal",
-        "minimal",
-        "minimal",
-        "minimal",
-        "minimal",
-        "minimal",
-        "minimal",
-        "minimal",
+        P.get().unwrap().as_str(),
+        P.get().unwrap().as_str(),
+        P.get().unwrap().as_str(),
+        P.get().unwrap().as_str(),
+        P.get().unwrap().as_str(),
+        P.get().unwrap().as_str(),
+        P.get().unwrap().as_str(),
+        P.get().unwrap().as_str(),
         "--jobs",
         "8",
         "--accel",
