@@ -137,7 +137,15 @@ fn e2e_boots_verify_and_leave_nothing_behind() {
             + "\n[guest]\ncmdline_extra = \"intel_iommu=off\"\n",
     )
     .unwrap();
-    let r = nestlab(&["run", off.to_str().unwrap(), "--accel", "tcg", "--json"]);
+    let r = nestlab(&[
+        "run",
+        off.to_str().unwrap(),
+        "--accel",
+        "tcg",
+        "--json",
+        "--out",
+        &o("off"),
+    ]);
     assert_eq!(r.status.code(), Some(1), "{}", show(&r));
     let reports: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     let failed: Vec<String> = reports[0]["checks"]
@@ -187,12 +195,28 @@ fn e2e_boots_verify_and_leave_nothing_behind() {
     assert_eq!(down.status.code(), Some(0), "{}", show(&down));
     eprintln!("e2e: up/down of {name}");
 
-    // Nothing left behind.
-    assert_eq!(
-        nestlab_domains(),
-        Vec::<String>::new(),
-        "nestlab domains leaked"
-    );
+    // Nothing left behind: none of the domains this test's runs made
+    // (their names are in the kept domain.xml files) exists any more.
+    let mut made = vec![name];
+    for run in ["ok", "off"] {
+        for d in std::fs::read_dir(out.path().join(run)).unwrap() {
+            let xml = std::fs::read_to_string(d.unwrap().path().join("domain.xml")).unwrap();
+            made.push(
+                xml.split("<name>")
+                    .nth(1)
+                    .unwrap()
+                    .split('<')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+    }
+    let left: Vec<String> = nestlab_domains()
+        .into_iter()
+        .filter(|n| made.contains(n))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "nestlab domains leaked");
     let after_tmp = temp_leftovers();
     let leaked: Vec<_> = after_tmp
         .iter()
