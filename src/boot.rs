@@ -261,7 +261,9 @@ pub fn domain_name(profile: &str, nonce: &Nonce) -> String {
 /// A profile with `[nested]` boots the appliance's nested flavour
 /// ([`Appliance::initrd_for`]), loads kvm and the vfio modules, and passes
 /// each assigned device's id and guest address (`nestlab.assign=`); the
-/// nested guest gets three quarters of the probe timeout.
+/// nested guest gets [`DEFAULT_NESTED_TIMEOUT_SECS`](crate::probe::DEFAULT_NESTED_TIMEOUT_SECS)
+/// a run, or a quarter of the probe timeout when that is shorter (a run
+/// that times out is tried once more).
 ///
 /// # Errors
 /// [`BootError::Prepare`] when the probe parameters cannot be written, an
@@ -297,8 +299,9 @@ pub fn prepare(
             bdf,
         });
     }
-    params.nested_timeout_secs = u32::try_from(opts.timeouts.probe.as_secs() * 3 / 4)
+    params.nested_timeout_secs = u32::try_from(opts.timeouts.probe.as_secs() / 4)
         .unwrap_or(u32::MAX)
+        .min(crate::probe::DEFAULT_NESTED_TIMEOUT_SECS)
         .max(10);
     let initrd = appliance
         .initrd_for(!params.assign.is_empty())
@@ -677,7 +680,7 @@ mod tests {
         let dom = prepare(&topology("nova-pf-vf"), &a, &opts, &nonce).unwrap();
         assert!(
             dom.os.cmdline.contains(
-                " nestlab.assign=nic0@0000:b5:00.0,nic1.vf0@0000:c9:10.0 nestlab.nested_timeout=135 "
+                " nestlab.assign=nic0@0000:b5:00.0,nic1.vf0@0000:c9:10.0 nestlab.nested_timeout=45 "
             ),
             "{}",
             dom.os.cmdline
