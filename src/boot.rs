@@ -301,8 +301,7 @@ pub fn prepare(
     }
     params.nested_timeout_secs = u32::try_from(opts.timeouts.probe.as_secs() / 4)
         .unwrap_or(u32::MAX)
-        .min(crate::probe::DEFAULT_NESTED_TIMEOUT_SECS)
-        .max(10);
+        .clamp(10, crate::probe::DEFAULT_NESTED_TIMEOUT_SECS);
     let initrd = appliance
         .initrd_for(!params.assign.is_empty())
         .map_err(BootError::Prepare)?;
