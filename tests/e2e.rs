@@ -72,12 +72,16 @@ fn e2e_boots_verify_and_leave_nothing_behind() {
     let out = tempfile::tempdir().unwrap();
     let o = |p: &str| out.path().join(p).display().to_string();
 
-    // 1. minimal and reference boot and pass, two at once.
+    // 1. minimal, reference (with its nested guest), sriov (a VF and the
+    // e1000e in a nested guest) and nova-pf-vf (a PF and a VF) boot and
+    // pass, two at once.
     let junit = o("junit.xml");
     let r = nestlab(&[
         "run",
         "minimal",
         "reference",
+        "sriov",
+        "nova-pf-vf",
         "--accel",
         "tcg",
         "--jobs",
@@ -100,7 +104,7 @@ fn e2e_boots_verify_and_leave_nothing_behind() {
             rep["seconds"].as_f64().unwrap_or(0.0)
         );
     }
-    for p in ["minimal", "reference"] {
+    for p in ["minimal", "reference", "sriov", "nova-pf-vf"] {
         for f in [
             "domain.xml",
             "console.log",
