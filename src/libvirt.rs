@@ -237,9 +237,10 @@ impl Guest for LibvirtGuest {
             // The connection died with libvirtd: try a new one.
             Err(_) if self.conn.is_alive().ok() != Some(true) => self.destroy_reconnecting(),
             // Transient domains vanish when QEMU exits: gone is done.
-            Err(_) if self.dom.is_active().unwrap_or(false) => {
-                self.dom.destroy().map_err(lerr(format!("cannot destroy {}", self.name)))
-            }
+            Err(_) if self.dom.is_active().unwrap_or(false) => self
+                .dom
+                .destroy()
+                .map_err(lerr(format!("cannot destroy {}", self.name))),
             Err(_) => Ok(()),
         }
     }

@@ -31,7 +31,14 @@ fn failing(r: &Report) -> BTreeSet<String> {
 
 #[test]
 fn real_captures_pass() {
-    for p in ["minimal", "two-socket", "sriov", "reference", "large", "nova-pf-vf"] {
+    for p in [
+        "minimal",
+        "two-socket",
+        "sriov",
+        "reference",
+        "large",
+        "nova-pf-vf",
+    ] {
         let r = check_dir(p, &captures().join(p));
         assert_eq!(r.verdict, Verdict::Pass, "{p}:\n{}", r.to_human(false));
         assert_eq!(r.counts().2, 0, "{p}: nothing skipped in a full capture");
