@@ -1,8 +1,11 @@
 //! Boot benchmark: prints figures, asserts none.
 //!
-//! For each profile (default `minimal reference`, or `NESTLAB_BENCH_PROFILES`),
+//! For each case (default `minimal reference:skip-nested reference`, or
+//! `NESTLAB_BENCH_PROFILES`; `NAME:skip-nested` runs with `--skip-nested`),
 //! `NESTLAB_BENCH_RUNS` times (default 3):
-//! - `nestlab run PROFILE --accel tcg --out DIR`: wall time from start to verdict;
+//! - `nestlab run PROFILE --accel tcg --out DIR`: wall time from spawn to
+//!   its verdict line on stderr (`<profile>: PASS: ...`, printed while
+//!   libvirt still tears the domain down), and to its exit;
 //! - plain qemu-system running the very same command line libvirt built for
 //!   that run (`virsh domxml-to-native qemu-argv DIR/domain.xml`, made
 //!   runnable outside libvirt: no `-S`, no monitor socket or secret object,
@@ -10,8 +13,9 @@
 //!   the serial port on stdout, `romfile=""` as libvirt really passes), from
 //!   spawn to the same end marker.
 //!
-//! Prints the medians and the ratio nestlab / plain. Run with
-//! `cargo bench --bench boot` (or `./dev bench`), as root with libvirtd up.
+//! Prints the medians and the ratios nestlab / plain (to the verdict and to
+//! the exit). Run with `cargo bench --bench boot` (or `./dev bench`), as
+//! root with libvirtd up.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -165,12 +169,42 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// One `nestlab run`: seconds to the verdict line and to the exit, and
+/// whether it passed.
+fn time_nestlab(bin: &str, args: &[&str], out: &Path) -> (Option<f64>, f64, Option<i32>) {
+    let t = Instant::now();
+    let mut child = Command::new(bin)
+        .args(["run", "--accel", "tcg", "--out"])
+        .arg(out)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nestlab run");
+    let mut verdict = None;
+    if let Some(err) = child.stderr.take() {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if verdict.is_none()
+                && [": PASS:", ": FAIL:", ": ERROR:"]
+                    .iter()
+                    .any(|v| line.contains(v))
+            {
+                verdict = Some(t.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let st = child.wait().expect("nestlab run");
+    (verdict, t.elapsed().as_secs_f64(), st.code())
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let profiles: Vec<String> = std::env::var("NESTLAB_BENCH_PROFILES")
-        .unwrap_or_else(|_| "minimal reference".into())
+    let cases: Vec<String> = std::env::var("NESTLAB_BENCH_PROFILES")
+        .unwrap_or_else(|_| "minimal reference:skip-nested reference".into())
         .split_whitespace()
         .map(str::to_string)
         .collect();
@@ -180,49 +214,65 @@ fn main() {
         .unwrap_or(3);
     let bin = env!("CARGO_BIN_EXE_nestlab");
     println!(
-        "boot benchmark: TCG, {runs} runs each, median seconds to verdict / to the end marker"
+        "boot benchmark: TCG, {runs} runs each; medians in seconds from spawn to nestlab's \
+         verdict / exit, and plain qemu-system (same argv) to the end marker"
     );
     let mut rows = Vec::new();
-    for p in &profiles {
-        let mut ours = Vec::new();
-        let mut plain = Vec::new();
+    for case in &cases {
+        let (profile, skip) = match case.strip_suffix(":skip-nested") {
+            Some(p) => (p, true),
+            None => (case.as_str(), false),
+        };
+        let mut args = vec![profile];
+        if skip {
+            args.push("--skip-nested");
+        }
+        let (mut verdicts, mut exits, mut plain) = (Vec::new(), Vec::new(), Vec::new());
         for r in 0..runs {
             let dir = tempfile::tempdir().unwrap();
-            let t = Instant::now();
-            let st = Command::new(bin)
-                .args(["run", p, "--accel", "tcg", "--out"])
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("nestlab run");
-            let secs = t.elapsed().as_secs_f64();
-            if st.code() != Some(0) {
-                println!("  {p} run {r}: nestlab exited {:?}; skipped", st.code());
+            let (verdict, exit, code) = time_nestlab(bin, &args, dir.path());
+            if code != Some(0) {
+                println!("  {case} run {r}: nestlab exited {code:?}; not counted");
                 continue;
             }
-            ours.push(secs);
-            let xml = dir.path().join(p).join("domain.xml");
+            verdicts.extend(verdict);
+            exits.push(exit);
+            // The run's directory is named after the profile.
+            let xml = std::fs::read_dir(dir.path())
+                .unwrap()
+                .flatten()
+                .map(|e| e.path().join("domain.xml"))
+                .find(|p| p.exists())
+                .expect("no domain.xml in the run directory");
             let argv = plain_argv(&xml);
             match time_plain(&argv, &done_marker(&xml)) {
                 Some(d) => plain.push(d.as_secs_f64()),
-                None => println!("  {p} run {r}: plain qemu never printed the end marker"),
+                None => println!("  {case} run {r}: plain qemu never printed the end marker"),
             }
             println!(
-                "  {p} run {r}: nestlab {secs:.2} s, plain qemu {}",
+                "  {case} run {r}: nestlab verdict {} s, exit {exit:.2} s; plain qemu {}",
+                verdict.map(|v| format!("{v:.2}")).unwrap_or("-".into()),
                 plain
                     .last()
                     .map(|s| format!("{s:.2} s"))
                     .unwrap_or("-".into())
             );
         }
-        let (m1, m2) = (median(&mut ours), median(&mut plain));
-        rows.push((p.clone(), m1, m2));
+        rows.push((
+            case.clone(),
+            median(&mut verdicts),
+            median(&mut exits),
+            median(&mut plain),
+        ));
     }
     println!();
-    println!("| profile | nestlab run to verdict | plain qemu to end marker | ratio |");
-    println!("|---|---|---|---|");
-    for (p, a, b) in rows {
-        println!("| {p} | {a:.2} s | {b:.2} s | {:.3} |", a / b);
+    println!("| case | nestlab to verdict | nestlab to exit | plain qemu to end marker | ratio (verdict) | ratio (exit) |");
+    println!("|---|---|---|---|---|---|");
+    for (c, v, e, p) in rows {
+        println!(
+            "| {c} | {v:.2} s | {e:.2} s | {p:.2} s | {:.3} | {:.3} |",
+            v / p,
+            e / p
+        );
     }
 }

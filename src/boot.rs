@@ -151,6 +151,19 @@ pub enum Progress {
         /// Domain name.
         domain: String,
     },
+    /// The run's verdict (sent once per run, before the domain's destroy
+    /// finished; the report returned at the end is the same unless
+    /// [`Progress::TeardownFailed`] followed).
+    Verdict {
+        /// The report.
+        report: Box<Report>,
+    },
+    /// The domain could not be destroyed after the verdict; the run's
+    /// report becomes an error.
+    TeardownFailed {
+        /// Why.
+        why: String,
+    },
 }
 
 /// Decides the accelerator for `auto`: KVM only when /dev/kvm can be opened
@@ -299,9 +312,7 @@ pub fn prepare(
             bdf,
         });
     }
-    params.nested_timeout_secs = u32::try_from(opts.timeouts.probe.as_secs() / 4)
-        .unwrap_or(u32::MAX)
-        .clamp(10, crate::probe::DEFAULT_NESTED_TIMEOUT_SECS);
+    params.nested_timeout_secs = nested_timeout_secs(opts);
     let initrd = appliance
         .initrd_for(!params.assign.is_empty())
         .map_err(BootError::Prepare)?;
@@ -311,7 +322,19 @@ pub fn prepare(
     let boot = BootSpec {
         kernel: appliance.kernel.display().to_string(),
         initrd: initrd.display().to_string(),
-        cmdline: format!("{} {probe}", crate::appliance::default_cmdline()),
+        cmdline: match opts.accel {
+            Accel::Tcg => {
+                let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+                let config = crate::appliance::kernel_config(&appliance.source);
+                match crate::appliance::boot_args_for_tcg(&cpuinfo, config.as_deref()) {
+                    Some(extra) => {
+                        format!("{} {extra} {probe}", crate::appliance::default_cmdline())
+                    }
+                    None => format!("{} {probe}", crate::appliance::default_cmdline()),
+                }
+            }
+            Accel::Kvm => format!("{} {probe}", crate::appliance::default_cmdline()),
+        },
     };
     let mut dom = render(t, opts.accel, &boot);
     dom.name = domain_name(&t.profile.name, nonce);
@@ -321,12 +344,64 @@ pub fn prepare(
     Ok(dom)
 }
 
+/// Seconds one nested guest run may take inside the virtual host: a
+/// quarter of the probe timeout, at least 10 and at most
+/// [`DEFAULT_NESTED_TIMEOUT_SECS`](crate::probe::DEFAULT_NESTED_TIMEOUT_SECS).
+fn nested_timeout_secs(opts: &RunOptions) -> u32 {
+    u32::try_from(opts.timeouts.probe.as_secs() / 4)
+        .unwrap_or(u32::MAX)
+        .clamp(10, crate::probe::DEFAULT_NESTED_TIMEOUT_SECS)
+}
+
+/// How long the console may take from the `nested` marker to the end of
+/// the captures: the appliance runs the nested guest at most twice under
+/// its own timeout, plus binding devices and printing the files. A virtual
+/// host that goes quiet for longer is stuck (under TCG a vCPU was seen to
+/// keep a timer interrupt in service for good while a nested guest ran,
+/// which stalls the serial console and the appliance's own timeout), and
+/// the run is booted again like a boot-phase hang.
+fn nested_phase_budget(opts: &RunOptions) -> Duration {
+    Duration::from_secs(2 * u64::from(nested_timeout_secs(opts)) + 30)
+}
+
+/// A destroy in flight: the verdict is printed while libvirt tears the
+/// domain down (at least 200 ms: it polls for QEMU's exit every 200 ms).
+pub struct Teardown(Option<tokio::task::JoinHandle<Result<(), LibvirtError>>>);
+
+impl Teardown {
+    /// Waits for the destroy to finish.
+    ///
+    /// # Errors
+    /// When the domain may still exist.
+    pub async fn finish(self) -> Result<(), LibvirtError> {
+        match self.0 {
+            Some(h) => h.await.unwrap_or_else(|e| {
+                Err(LibvirtError {
+                    what: "destroy".into(),
+                    message: e.to_string(),
+                })
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Destroys the domain when dropped, unless [`DomainGuard::destroy`] ran.
 struct DomainGuard {
     guest: Option<Arc<dyn Guest>>,
 }
 
 impl DomainGuard {
+    /// Starts the destroy on a blocking thread; it runs to its end even if
+    /// the returned [`Teardown`] is dropped (cancellation).
+    fn start_destroy(&mut self) -> Teardown {
+        Teardown(
+            self.guest
+                .take()
+                .map(|g| tokio::task::spawn_blocking(move || g.destroy())),
+        )
+    }
+
     async fn destroy(&mut self) -> Result<(), LibvirtError> {
         match self.guest.take() {
             Some(g) => tokio::task::spawn_blocking(move || g.destroy())
@@ -388,8 +463,17 @@ pub async fn run_profile(
         boot_and_capture(hv.clone(), t, appliance, opts, &|p| progress(&name, p)).await;
     let mut retries = opts.retries;
     // Under TCG with many vCPUs a guest sometimes hangs before /init
-    // (about 7% of 8-vCPU boots were seen to): boot it again.
-    while retries > 0 && matches!(&outcome, Err(BootError::Timeout { phase: "boot", .. })) {
+    // (about 7% of 8-vCPU boots were seen to), or while a nested guest runs:
+    // boot it again.
+    while retries > 0
+        && matches!(
+            &outcome,
+            Err(BootError::Timeout {
+                phase: "boot" | "nested",
+                ..
+            })
+        )
+    {
         retries -= 1;
         if let Err(e) = &outcome {
             progress(
@@ -401,21 +485,44 @@ pub async fn run_profile(
         }
         outcome = boot_and_capture(hv.clone(), t, appliance, opts, &|p| progress(&name, p)).await;
     }
-    let mut report = match outcome {
-        Ok(observed) => Report::from_checks(&name, verify(&expect(t), &observed), false),
-        Err(e) => {
-            let mut msg = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                msg.push_str(&format!(": {s}"));
-                src = s.source();
-            }
-            Report::without_checks(&name, Verdict::Error, msg)
-        }
+    let (mut report, teardown) = match outcome {
+        Ok((observed, teardown)) => (
+            Report::from_checks(&name, verify(&expect(t), &observed), false),
+            Some(teardown),
+        ),
+        Err(e) => (
+            Report::without_checks(&name, Verdict::Error, error_chain(&e)),
+            None,
+        ),
     };
+    // The verdict is known: say it while libvirt still tears the domain down.
     report.seconds = Some(start.elapsed().as_secs_f64());
+    progress(
+        &name,
+        Progress::Verdict {
+            report: Box::new(report.clone()),
+        },
+    );
+    if let Some(teardown) = teardown {
+        if let Err(e) = teardown.finish().await {
+            let msg = format!("the checks ran, but the domain could not be destroyed: {e}");
+            progress(&name, Progress::TeardownFailed { why: msg.clone() });
+            report = Report::without_checks(&name, Verdict::Error, msg);
+            report.seconds = Some(start.elapsed().as_secs_f64());
+        }
+    }
     let _ = fs::write(opts.dir.join("report.json"), report.to_json());
     report
+}
+
+fn error_chain(e: &BootError) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
 }
 
 async fn boot_and_capture(
@@ -424,7 +531,7 @@ async fn boot_and_capture(
     appliance: &Appliance,
     opts: &RunOptions,
     progress: &(dyn Fn(Progress) + Sync),
-) -> Result<Observed, BootError> {
+) -> Result<(Observed, Teardown), BootError> {
     let start = Instant::now();
     let nonce = Nonce::generate();
     let dom = prepare(t, appliance, opts, &nonce)?;
@@ -557,6 +664,14 @@ async fn boot_and_capture(
                     deadline = tokio::time::Instant::now() + phase.1;
                 }
                 ConsoleEvent::FileDone(f) => progress(Progress::Captured { file: f }),
+                ConsoleEvent::NestedStarted(_) => {
+                    phase = (
+                        "nested",
+                        nested_phase_budget(opts),
+                        "waiting for the nested guest step (the virtual host's console went quiet)",
+                    );
+                    deadline = tokio::time::Instant::now() + phase.1;
+                }
                 ConsoleEvent::KernelPanic(line) => {
                     return Err(BootError::Panic {
                         line,
@@ -579,19 +694,32 @@ async fn boot_and_capture(
         }
     };
     let _ = log.flush();
-    if opts.mode == Mode::Shell && outcome.is_ok() {
+    if let Err(e) = outcome {
+        guard.destroy().await?;
+        return Err(e);
+    }
+    let teardown = if opts.mode == Mode::Shell {
         // Leave it running for the user: disarm the guard.
         guard.guest = None;
+        Teardown(None)
     } else {
-        guard.destroy().await?;
+        guard.start_destroy()
+    };
+    let observed = (|| {
+        let captured = reader.finish()?;
+        let dir = opts.dir.join("capture");
+        captured
+            .write_dir(&dir)
+            .map_err(|e| BootError::Prepare(e.to_string()))?;
+        Ok(Observed::from_dir(&dir)?)
+    })();
+    match observed {
+        Ok(o) => Ok((o, teardown)),
+        Err(e) => {
+            teardown.finish().await?;
+            Err(e)
+        }
     }
-    outcome?;
-    let captured = reader.finish()?;
-    let dir = opts.dir.join("capture");
-    captured
-        .write_dir(&dir)
-        .map_err(|e| BootError::Prepare(e.to_string()))?;
-    Ok(Observed::from_dir(&dir)?)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use nestlab::report::{junit, Report, Verdict};
 use nestlab::resolve::Topology;
 
 use crate::cli::{
-    build_appliance, load_topology, print_error, RunArgs, EXIT_FAIL, EXIT_INFRA, EXIT_INVALID,
+    build_appliance, load_run_topology, print_error, RunArgs, EXIT_FAIL, EXIT_INFRA, EXIT_INVALID,
     EXIT_OK,
 };
 
@@ -132,7 +132,10 @@ async fn signalled() -> u8 {
     }
 }
 
-fn progress_printer(tty: bool) -> impl Fn(&str, Progress) + Sync {
+/// Prints progress on stderr. `verdicts`: print each run's report when its
+/// verdict is known (with passing checks listed when `Some(true)`), or
+/// leave that to the caller (`None`).
+fn progress_printer(tty: bool, verdicts: Option<bool>) -> impl Fn(&str, Progress) + Sync {
     move |profile: &str, p: Progress| {
         let line = match p {
             Progress::Started { domain } => format!("{profile}: booting {domain}"),
@@ -145,6 +148,14 @@ fn progress_printer(tty: bool) -> impl Fn(&str, Progress) + Sync {
             Progress::ShellReady { domain } => {
                 format!("{profile}: shell ready on the console of {domain}")
             }
+            Progress::Verdict { report } => match verdicts {
+                Some(verbose) => {
+                    eprint!("{}", report.to_human(verbose));
+                    return;
+                }
+                None => return,
+            },
+            Progress::TeardownFailed { why } => format!("error: {profile}: {why}"),
         };
         eprintln!("{line}");
     }
@@ -170,7 +181,7 @@ pub fn cmd_run(
     let mut topologies: Vec<Topology> = Vec::new();
     let mut bad = false;
     for p in &profiles {
-        match load_topology(p) {
+        match load_run_topology(p, args) {
             Ok(t) => topologies.push(t),
             Err(_) => bad = true,
         }
@@ -253,7 +264,7 @@ pub fn cmd_run(
             let opts = RunOptions { accel, timeouts, dir, mode: Mode::Probe, retries };
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                let printer = progress_printer(tty);
+                let printer = progress_printer(tty, Some(verbose));
                 (i, run_profile(hv, &t, &appliance, &opts, &printer).await)
             });
         }
@@ -263,10 +274,8 @@ pub fn cmd_run(
         loop {
             tokio::select! {
                 next = set.join_next() => match next {
-                    Some(Ok((i, r))) => {
-                        eprint!("{}", r.to_human(verbose));
-                        reports.push((i, r));
-                    }
+                    // Its report was printed with the verdict (Progress::Verdict).
+                    Some(Ok((i, r))) => reports.push((i, r)),
                     Some(Err(e)) => {
                         eprintln!("error: a run panicked: {e}");
                         reports.push((usize::MAX, Report::without_checks("?", Verdict::Error, format!("internal error: {e}"))));
@@ -320,7 +329,7 @@ pub fn cmd_run(
 }
 
 pub fn cmd_up(profile: &str, args: &RunArgs) -> u8 {
-    let t = match load_topology(profile) {
+    let t = match load_run_topology(profile, args) {
         Ok(t) => t,
         Err(c) => return c,
     };
@@ -357,7 +366,7 @@ pub fn cmd_up(profile: &str, args: &RunArgs) -> u8 {
     };
     let started: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let report = rt.block_on(async {
-        let base = progress_printer(true);
+        let base = progress_printer(true, None);
         let printer = |p: &str, ev: Progress| {
             if let Progress::ShellReady { domain } = &ev {
                 if let Ok(mut n) = started.lock() {

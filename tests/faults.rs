@@ -355,10 +355,11 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
             wait_for("the minimal domain", 60, || !ours(&impostor).is_empty());
             kill(pid, "TERM");
             wait_for("libvirtd to exit", 30, || !Path::new(&format!("/proc/{pid}")).exists());
-            assert!(Command::new("libvirtd").arg("-d").status().unwrap().success());
+            // Started again the way ./dev starts it (under tini -s), which
+            // records the new pid in /run/nestlab/libvirtd.pid.
+            let dev = concat!(env!("CARGO_MANIFEST_DIR"), "/dev");
+            assert!(Command::new("bash").args([dev, "libvirtd"]).status().unwrap().success());
             wait_for("libvirtd to answer", 60, || virsh(&["version"]).status.success());
-            let new = String::from_utf8_lossy(&Command::new("pgrep").args(["-x", "libvirtd"]).output().unwrap().stdout).trim().to_string();
-            std::fs::write("/run/nestlab/libvirtd.pid", format!("{new}\n")).unwrap();
             let o = finish(child);
             assert!(matches!(o.status.code(), Some(0) | Some(3)), "{}", show(&o));
             wait_for("the domain to be gone", 60, || ours(&impostor).is_empty());

@@ -187,6 +187,30 @@ for m in $(printf '%s' "$modules" | tr , ' '); do
 	load "$m"
 done
 
+# CPUs: the kernel booted on one CPU (maxcpus=1, see
+# appliance::default_cmdline): under TCG the modules above load several
+# times faster that way, as kvm patches hundreds of static calls and each
+# patch waits for every online CPU. Every present CPU comes online now, in
+# the background while the PCI captures run; numactl waits for it
+# (cpus_online). Failures go to a file, reported by the main shell, so no
+# line lands inside a capture being printed.
+(
+	set +f
+	for c in /sys/devices/system/cpu/cpu[0-9]*/online; do
+		[ "$(cat "$c" 2>/dev/null)" = 1 ] && continue
+		out=$( (echo 1 >"$c") 2>&1) || printf '%s: %s\n' "${{c%/online}}" "$out" >>/tmp/cpus-online.err
+	done
+) </dev/null &
+cpus_pid=$!
+cpus_online() {{
+	[ -n "$cpus_pid" ] || return 0
+	wait "$cpus_pid"
+	cpus_pid=
+	if [ -s /tmp/cpus-online.err ]; then
+		while read -r line; do fail cpus "$line"; done </tmp/cpus-online.err
+	fi
+}}
+
 # SR-IOV: BDF is the last colon-separated field but one.
 for s in $(printf '%s' "$sriov" | tr , ' '); do
 	bdf=${{s%:*}}
@@ -206,6 +230,9 @@ set +f
     s.push_str(&nested_step());
     s.push('\n');
     for c in CAPTURES {
+        if c.file == super::FILE_NUMACTL {
+            s.push_str("cpus_online\n");
+        }
         s.push_str(&capture_line(c.file, c.command));
     }
     s.push_str(&format!(
