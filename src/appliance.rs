@@ -1303,6 +1303,79 @@ fn ensure_dir(dir: &Path) -> Result<(), ApplianceError> {
     Ok(())
 }
 
+/// Entries of the appliance cache unused for less than this are never
+/// pruned: another nestlab (another version, another kernel) may be
+/// booting one of them right now.
+pub const PRUNE_MIN_AGE: Duration = Duration::from_secs(3600);
+
+/// One cache entry [`prune`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    /// The entry's directory.
+    pub dir: PathBuf,
+    /// Bytes it took.
+    pub bytes: u64,
+}
+
+fn tree_bytes(p: &Path) -> u64 {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::read_dir(p)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| tree_bytes(&e.path()))
+                    .sum()
+            })
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+/// Removes the appliance cache entries (`<cache>/appliance/<hash>`) other
+/// than `keep` whose last use is older than `min_age` (an entry's mtime
+/// is set each time a run finds it in the cache). Each nestlab version and
+/// each kernel makes new entries of about 20 to 90 MB, which nothing else
+/// removes.
+///
+/// # Errors
+/// [`ApplianceError::Write`] when an old entry cannot be removed; the ones
+/// removed before stay removed.
+pub fn prune(
+    cache: &Path,
+    keep: &[&Path],
+    min_age: Duration,
+) -> Result<Vec<Pruned>, ApplianceError> {
+    let appliances = cache.join("appliance");
+    let Ok(rd) = fs::read_dir(&appliances) else {
+        return Ok(Vec::new());
+    };
+    let mut entries: Vec<_> = rd.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    let mut removed = Vec::new();
+    for e in entries {
+        let dir = e.path();
+        let name = e.file_name();
+        // Temporary build directories are sweep_stale's.
+        if name.to_string_lossy().starts_with('.') || keep.iter().any(|k| *k == dir) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .ok()
+            .filter(|m| m.is_dir())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age >= min_age);
+        if !old {
+            continue;
+        }
+        let bytes = tree_bytes(&dir);
+        fs::remove_dir_all(&dir).map_err(write_err(&dir))?;
+        removed.push(Pruned { dir, bytes });
+    }
+    Ok(removed)
+}
+
 /// Removes temporary build directories older than an hour (left by a
 /// crashed build); errors are ignored, they are only litter.
 fn sweep_stale(appliances: &Path) {
@@ -1465,6 +1538,8 @@ fn materialize(
 ) -> Result<bool, ApplianceError> {
     let dir = appliances.join(hash);
     if complete(&dir) {
+        // The entry's mtime says when it was last used (see `prune`).
+        let _ = fs::File::open(&dir).and_then(|f| f.set_modified(SystemTime::now()));
         return Ok(true);
     }
     ensure_dir(appliances)?;
@@ -1567,6 +1642,36 @@ mod tests {
             lib_modules: dir.join("hostlib"),
             ..HostEnv::default()
         }
+    }
+
+    #[test]
+    fn prune_keeps_the_current_and_recently_used_entries() {
+        let cache = tempfile::tempdir().unwrap();
+        let a = cache.path().join("appliance");
+        for e in ["current", "old", "recent", ".tmp-building"] {
+            fs::create_dir_all(a.join(e)).unwrap();
+            fs::write(a.join(e).join("initrd.img"), vec![0u8; 1000]).unwrap();
+        }
+        let hour_ago = SystemTime::now() - Duration::from_secs(7200);
+        for e in ["current", "old", ".tmp-building"] {
+            fs::File::open(a.join(e))
+                .unwrap()
+                .set_modified(hour_ago)
+                .unwrap();
+        }
+        let current = a.join("current");
+        let removed = prune(cache.path(), &[&current], PRUNE_MIN_AGE).unwrap();
+        assert_eq!(
+            removed,
+            vec![Pruned {
+                dir: a.join("old"),
+                bytes: 1000
+            }]
+        );
+        assert!(current.is_dir() && a.join("recent").is_dir() && a.join(".tmp-building").is_dir());
+        // Nothing cached at all: nothing to do.
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(prune(empty.path(), &[], PRUNE_MIN_AGE).unwrap(), vec![]);
     }
 
     #[test]

@@ -364,6 +364,11 @@ fn nested_phase_budget(opts: &RunOptions) -> Duration {
     Duration::from_secs(2 * u64::from(nested_timeout_secs(opts)) + 30)
 }
 
+/// How long the console may stay quiet during the nested step, where the
+/// appliance prints an `alive` marker every
+/// [`NESTED_HEARTBEAT_SECS`](crate::probe::NESTED_HEARTBEAT_SECS).
+const NESTED_QUIET: Duration = Duration::from_secs(30);
+
 /// A destroy in flight: the verdict is printed while libvirt tears the
 /// domain down (at least 200 ms: it polls for QEMU's exit every 200 ms).
 pub struct Teardown(Option<tokio::task::JoinHandle<Result<(), LibvirtError>>>);
@@ -462,6 +467,7 @@ pub async fn run_profile(
     let mut outcome =
         boot_and_capture(hv.clone(), t, appliance, opts, &|p| progress(&name, p)).await;
     let mut retries = opts.retries;
+    let mut attempt = 0;
     // Under TCG with many vCPUs a guest sometimes hangs before /init
     // (about 7% of 8-vCPU boots were seen to), or while a nested guest runs:
     // boot it again.
@@ -475,6 +481,12 @@ pub async fn run_profile(
         )
     {
         retries -= 1;
+        attempt += 1;
+        // Keep the failed boot's console for the post-mortem.
+        let _ = fs::rename(
+            opts.dir.join("console.log"),
+            opts.dir.join(format!("console-attempt{attempt}.log")),
+        );
         if let Err(e) = &outcome {
             progress(
                 &name,
@@ -614,6 +626,9 @@ async fn boot_and_capture(
         "waiting for the kernel to start the probe's /init",
     );
     let mut deadline = tokio::time::Instant::now() + phase.1;
+    // The nested step's overall limit; within it the console may not stay
+    // quiet longer than NESTED_QUIET.
+    let mut nested_until: Option<tokio::time::Instant> = None;
     let outcome: Result<(), BootError> = loop {
         let chunk = tokio::time::timeout_at(deadline, rx.recv()).await;
         let bytes = match chunk {
@@ -649,6 +664,11 @@ async fn boot_and_capture(
             Ok(Some(Ok(b))) => b,
         };
         let _ = log.write_all(&bytes);
+        if let Some(until) = nested_until {
+            if phase.0 == "nested" {
+                deadline = until.min(tokio::time::Instant::now() + NESTED_QUIET);
+            }
+        }
         let mut finished = false;
         for ev in reader.feed(&bytes) {
             match ev {
@@ -665,12 +685,14 @@ async fn boot_and_capture(
                 }
                 ConsoleEvent::FileDone(f) => progress(Progress::Captured { file: f }),
                 ConsoleEvent::NestedStarted(_) => {
+                    let until = tokio::time::Instant::now() + nested_phase_budget(opts);
+                    nested_until = Some(until);
                     phase = (
                         "nested",
-                        nested_phase_budget(opts),
-                        "waiting for the nested guest step (the virtual host's console went quiet)",
+                        NESTED_QUIET,
+                        "the nested step did not finish: the virtual host stopped printing its heartbeat, or the step ran past its limit",
                     );
-                    deadline = tokio::time::Instant::now() + phase.1;
+                    deadline = until.min(tokio::time::Instant::now() + NESTED_QUIET);
                 }
                 ConsoleEvent::KernelPanic(line) => {
                     return Err(BootError::Panic {

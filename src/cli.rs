@@ -87,6 +87,10 @@ enum Command {
     Appliance {
         #[command(flatten)]
         kernel: KernelArgs,
+        /// Then remove the cached appliances this one does not use and no
+        /// run used in the last hour (other nestlab versions and kernels).
+        #[arg(long)]
+        prune: bool,
     },
     /// Boot each profile's virtual host through libvirt and verify what its
     /// guest shows. Exit 0: all passed; 1: a check failed; 2: invalid input;
@@ -218,7 +222,7 @@ pub fn main() -> ExitCode {
             print!("{}", nestlab::probe::capture_script());
             EXIT_OK
         }
-        Command::Appliance { kernel } => cmd_appliance(&kernel),
+        Command::Appliance { kernel, prune } => cmd_appliance(&kernel, prune),
         Command::Run {
             profiles,
             run,
@@ -325,8 +329,39 @@ fn cmd_profiles() -> u8 {
     EXIT_OK
 }
 
-fn cmd_appliance(k: &KernelArgs) -> u8 {
+fn cmd_appliance(k: &KernelArgs, prune: bool) -> u8 {
     match build_appliance(k) {
+        Ok(a) if prune => {
+            let mut keep = vec![a.dir.as_path()];
+            if let Some(n) = &a.nested {
+                keep.push(n.dir.as_path());
+            }
+            let Some(cache) = a.dir.parent().and_then(|p| p.parent()) else {
+                return EXIT_OK;
+            };
+            match nestlab::appliance::prune(cache, &keep, nestlab::appliance::PRUNE_MIN_AGE) {
+                Ok(removed) => {
+                    for r in &removed {
+                        println!("removed {} ({} MiB)", r.dir.display(), r.bytes >> 20);
+                    }
+                    let total: u64 = removed.iter().map(|r| r.bytes).sum();
+                    println!(
+                        "pruned {} cache entries, {} MiB; kept {}",
+                        removed.len(),
+                        total >> 20,
+                        keep.iter()
+                            .map(|k| k.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    );
+                    EXIT_OK
+                }
+                Err(e) => {
+                    print_error(&e);
+                    EXIT_INFRA
+                }
+            }
+        }
         Ok(a) => {
             println!("kernel  {}", a.kernel.display());
             println!("initrd  {}", a.initrd.display());

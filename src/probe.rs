@@ -28,6 +28,7 @@
 //! | `begin-gz:<file>`         | the same, as `gzip -c \| base64` lines               |
 //! | `end:<file>:<exit code>`  | that output is complete                              |
 //! | `nested:<count>`          | the nested step starts with `<count>` assigned devices; the [`NESTED_FILES`] follow |
+//! | `alive`                   | printed every [`NESTED_HEARTBEAT_SECS`] during the nested step (which prints nothing else until it ends), so a stuck virtual host shows as silence |
 //! | `done:<uptime>`           | every capture was printed                            |
 //! | `shell`                   | (shell mode) an interactive shell now owns the console |
 //!
@@ -357,6 +358,10 @@ pub fn is_valid_assign_id(id: &str) -> bool {
 /// tried once more. It takes 10 to 12 s under TCG on the project's 2-core
 /// machines.
 pub const DEFAULT_NESTED_TIMEOUT_SECS: u32 = 45;
+
+/// Seconds between the `alive` markers the appliance prints while its
+/// nested step runs.
+pub const NESTED_HEARTBEAT_SECS: u32 = 5;
 
 /// The appliance's parameters, as they go on the kernel command line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use super::{
     CAPTURES, CAPTURE_SCRIPT_PATH, ENV_FILE, EXIT_CODES_FILE, FILE_NESTED, FILE_NESTED_CONSOLE,
-    FILE_NESTED_LSPCI, MODULES_FILE,
+    FILE_NESTED_LSPCI, MODULES_FILE, NESTED_HEARTBEAT_SECS,
 };
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -242,7 +242,13 @@ if [ -n "$assign" ]; then
 	count=$(printf '%s\n' "$assign" | tr , '\n' | grep -c .)
 	set +f
 	mark "nested:$count"
+	# A heartbeat: the nested step prints nothing until it ends, and the
+	# runner takes a quiet console for a stuck virtual host.
+	( while sleep {NESTED_HEARTBEAT_SECS}; do mark alive; done ) </dev/null &
+	alive_pid=$!
 	nested_step
+	kill "$alive_pid" 2>/dev/null
+	wait "$alive_pid" 2>/dev/null
 	cp /tmp/nested.txt {CAPTURE_OUT}
 	put {FILE_NESTED} 0
 	cp /tmp/nested-lspci.txt {CAPTURE_OUT}
