@@ -488,6 +488,12 @@ pub fn validate(file: &ProfileFile, text: &str) -> Result<Profile, ValidationErr
             errs.push("guest.cmdline_extra", Problem::BadCmdline(msg));
         }
     }
+    // The kernel splits its command line at whitespace: the model keeps the
+    // words one space apart (leading or trailing blanks would not survive
+    // the XML round trip; found by fuzzing).
+    let cmdline_extra = cmdline_extra
+        .map(|c| c.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|c| !c.is_empty());
 
     let mut nested = Vec::new();
     if let Some(n) = &file.nested {
@@ -1077,6 +1083,15 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn cmdline_extra_is_kept_as_words_one_space_apart() {
+        let t = format!("{BASE}[guest]\ncmdline_extra = \"  loglevel=7    foo=bar  \"\n");
+        let p = crate::load_profile_str(&t, "t").unwrap();
+        assert_eq!(p.cmdline_extra.as_deref(), Some("loglevel=7 foo=bar"));
+        let t = format!("{BASE}[guest]\ncmdline_extra = \"   \"\n");
+        assert_eq!(crate::load_profile_str(&t, "t").unwrap().cmdline_extra, None);
     }
 
     #[test]
