@@ -26,7 +26,7 @@ use crate::observe::Observed;
 use crate::probe::console::{ConsoleEvent, ConsoleReader};
 use crate::probe::{Assignment, Mode, Nonce, ProbeParams, SriovRequest};
 use crate::render::{render, Accel, BootSpec};
-use crate::report::{Report, Verdict};
+use crate::report::{Report, Timings, Verdict};
 use crate::resolve::Topology;
 use crate::verify::verify;
 
@@ -121,6 +121,9 @@ pub struct RunOptions {
     pub mode: Mode,
     /// Boots to try again when the boot phase times out.
     pub retries: u32,
+    /// When the command started: a run's `prepare` time counts from here
+    /// (it includes waiting for a `--jobs` slot).
+    pub since: Instant,
 }
 
 /// What a run tells its caller as it goes (progress lines).
@@ -369,6 +372,19 @@ fn nested_phase_budget(opts: &RunOptions) -> Duration {
 /// [`NESTED_HEARTBEAT_SECS`](crate::probe::NESTED_HEARTBEAT_SECS).
 const NESTED_QUIET: Duration = Duration::from_secs(30);
 
+/// When one boot's phases ended.
+struct BootTimes {
+    /// When the domain's start was asked for.
+    create: Instant,
+    start: f64,
+    boot: f64,
+    probe: f64,
+    /// When the end marker came.
+    done: Instant,
+    guest_init_uptime: Option<f64>,
+    guest_done_uptime: Option<f64>,
+}
+
 /// A destroy in flight: the verdict is printed while libvirt tears the
 /// domain down (at least 200 ms: it polls for QEMU's exit every 200 ms).
 pub struct Teardown(Option<tokio::task::JoinHandle<Result<(), LibvirtError>>>);
@@ -498,10 +514,21 @@ pub async fn run_profile(
         outcome = boot_and_capture(hv.clone(), t, appliance, opts, &|p| progress(&name, p)).await;
     }
     let (mut report, teardown) = match outcome {
-        Ok((observed, teardown)) => (
-            Report::from_checks(&name, verify(&expect(t), &observed), false),
-            Some(teardown),
-        ),
+        Ok((observed, teardown, times)) => {
+            let mut r = Report::from_checks(&name, verify(&expect(t), &observed), false);
+            r.timings = Some(Timings {
+                prepare: times.create.duration_since(opts.since).as_secs_f64(),
+                start: times.start,
+                boot: times.boot,
+                probe: times.probe,
+                verdict: times.done.elapsed().as_secs_f64(),
+                teardown: None,
+                retried: attempt,
+                guest_init_uptime: times.guest_init_uptime,
+                guest_done_uptime: times.guest_done_uptime,
+            });
+            (r, Some(teardown))
+        }
         Err(e) => (
             Report::without_checks(&name, Verdict::Error, error_chain(&e)),
             None,
@@ -516,7 +543,12 @@ pub async fn run_profile(
         },
     );
     if let Some(teardown) = teardown {
-        if let Err(e) = teardown.finish().await {
+        let t0 = Instant::now();
+        let result = teardown.finish().await;
+        if let Some(t) = report.timings.as_mut() {
+            t.teardown = Some(t0.elapsed().as_secs_f64());
+        }
+        if let Err(e) = result {
             let msg = format!("the checks ran, but the domain could not be destroyed: {e}");
             progress(&name, Progress::TeardownFailed { why: msg.clone() });
             report = Report::without_checks(&name, Verdict::Error, msg);
@@ -543,7 +575,7 @@ async fn boot_and_capture(
     appliance: &Appliance,
     opts: &RunOptions,
     progress: &(dyn Fn(Progress) + Sync),
-) -> Result<(Observed, Teardown), BootError> {
+) -> Result<(Observed, Teardown, BootTimes), BootError> {
     let start = Instant::now();
     let nonce = Nonce::generate();
     let dom = prepare(t, appliance, opts, &nonce)?;
@@ -619,6 +651,8 @@ async fn boot_and_capture(
         .await
         .map_err(|e| BootError::Prepare(e.to_string()))??;
 
+    let resumed = Instant::now();
+    let mut init_at: Option<Instant> = None;
     let mut reader = ConsoleReader::new(&nonce);
     let mut phase = (
         "boot",
@@ -673,6 +707,7 @@ async fn boot_and_capture(
         for ev in reader.feed(&bytes) {
             match ev {
                 ConsoleEvent::InitStarted => {
+                    init_at = Some(Instant::now());
                     progress(Progress::KernelUp {
                         secs: start.elapsed().as_secs_f64(),
                     });
@@ -715,6 +750,7 @@ async fn boot_and_capture(
             break Ok(());
         }
     };
+    let done_at = Instant::now();
     let _ = log.flush();
     if let Err(e) = outcome {
         guard.destroy().await?;
@@ -727,8 +763,20 @@ async fn boot_and_capture(
     } else {
         guard.start_destroy()
     };
+    let init_at = init_at.unwrap_or(resumed);
+    let mut times = BootTimes {
+        create: start,
+        start: resumed.duration_since(start).as_secs_f64(),
+        boot: init_at.duration_since(resumed).as_secs_f64(),
+        probe: done_at.duration_since(init_at).as_secs_f64(),
+        done: done_at,
+        guest_init_uptime: None,
+        guest_done_uptime: None,
+    };
     let observed = (|| {
         let captured = reader.finish()?;
+        times.guest_init_uptime = captured.init_uptime.map(|d| d.as_secs_f64());
+        times.guest_done_uptime = captured.done_uptime.map(|d| d.as_secs_f64());
         let dir = opts.dir.join("capture");
         captured
             .write_dir(&dir)
@@ -736,7 +784,7 @@ async fn boot_and_capture(
         Ok(Observed::from_dir(&dir)?)
     })();
     match observed {
-        Ok(o) => Ok((o, teardown)),
+        Ok(o) => Ok((o, teardown, times)),
         Err(e) => {
             teardown.finish().await?;
             Err(e)
@@ -823,6 +871,7 @@ mod tests {
             dir: PathBuf::from("/tmp"),
             mode: Mode::Probe,
             retries: 0,
+            since: Instant::now(),
         };
         let nonce: Nonce = "abc".parse().unwrap();
         let a = fake_appliance(true);

@@ -95,6 +95,65 @@ pub struct Report {
     /// Seconds from start to verdict, when run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
+    /// Where a run's time went, when it booted a guest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Timings>,
+}
+
+/// Where a run's time went (seconds of wall time on the host, except the
+/// two `guest_*` fields, which are the guest's uptime).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Before asking libvirt for the domain: the profile, the appliance
+    /// (a cache lookup normally), the connection, the XML.
+    pub prepare: f64,
+    /// libvirt starting the domain paused, its console opened, resumed.
+    pub start: f64,
+    /// From resume to the appliance's /init marker: firmware and kernel boot.
+    pub boot: f64,
+    /// From /init to the end marker: modules, CPUs online, the captures
+    /// (and the nested step, if any) printed on the console.
+    pub probe: f64,
+    /// From the end marker to the verdict: captures written, parsed, checked.
+    pub verdict: f64,
+    /// The domain's destroy, after the verdict was printed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teardown: Option<f64>,
+    /// Boots before the one that counted (a hang was retried).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retried: u32,
+    /// The guest's uptime when /init started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_init_uptime: Option<f64>,
+    /// The guest's uptime at the end marker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_done_uptime: Option<f64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Timings {
+    /// One line: `prepare 0.08 s, start 0.41 s, boot 2.31 s, ...`.
+    pub fn to_line(&self) -> String {
+        let mut s = format!(
+            "prepare {:.2} s, start {:.2} s, boot {:.2} s, probe {:.2} s, verdict {:.2} s",
+            self.prepare, self.start, self.boot, self.probe, self.verdict
+        );
+        if let Some(t) = self.teardown {
+            s.push_str(&format!(", teardown {t:.2} s"));
+        }
+        if let (Some(i), Some(d)) = (self.guest_init_uptime, self.guest_done_uptime) {
+            s.push_str(&format!(
+                " (guest uptime {i:.2} s at /init, {d:.2} s at the end)"
+            ));
+        }
+        if self.retried > 0 {
+            s.push_str(&format!("; {} boot(s) retried before", self.retried));
+        }
+        s
+    }
 }
 
 impl Report {
@@ -120,6 +179,7 @@ impl Report {
             checks,
             error: None,
             seconds: None,
+            timings: None,
         }
     }
 
@@ -131,6 +191,7 @@ impl Report {
             checks: vec![],
             error: Some(why),
             seconds: None,
+            timings: None,
         }
     }
 
@@ -196,6 +257,9 @@ impl Report {
         out.push('\n');
         if let Some(e) = &self.error {
             let _ = writeln!(out, "  {e}");
+        }
+        if let (true, Some(t)) = (verbose, &self.timings) {
+            let _ = writeln!(out, "  time: {}", t.to_line());
         }
         out
     }
@@ -292,6 +356,32 @@ pub fn junit(reports: &[Report]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timings_show_with_verbose_and_in_json() {
+        let mut r = Report::from_checks("p", vec![], false);
+        r.timings = Some(Timings {
+            prepare: 0.081,
+            start: 0.412,
+            boot: 2.3,
+            probe: 1.25,
+            verdict: 0.004,
+            teardown: Some(0.21),
+            retried: 0,
+            guest_init_uptime: Some(2.07),
+            guest_done_uptime: Some(3.39),
+        });
+        assert!(!r.to_human(false).contains("time:"));
+        assert!(r.to_human(true).contains(
+            "  time: prepare 0.08 s, start 0.41 s, boot 2.30 s, probe 1.25 s, verdict 0.00 s, \
+             teardown 0.21 s (guest uptime 2.07 s at /init, 3.39 s at the end)\n"
+        ));
+        let json = r.to_json();
+        assert!(json.contains("\"teardown\": 0.21"), "{json}");
+        assert!(!json.contains("retried"), "{json}");
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.timings, r.timings);
+    }
 
     #[test]
     fn verdict_rules() {

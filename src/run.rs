@@ -172,6 +172,7 @@ pub fn cmd_run(
     verbose: bool,
     strict: bool,
 ) -> u8 {
+    let since = std::time::Instant::now();
     let profiles = if profiles.is_empty() {
         vec!["reference".to_string()]
     } else {
@@ -261,7 +262,7 @@ pub fn cmd_run(
         let mut set = tokio::task::JoinSet::new();
         for (i, t, dir) in runnable {
             let (hv, appliance, sem) = (hv.clone(), appliance.clone(), sem.clone());
-            let opts = RunOptions { accel, timeouts, dir, mode: Mode::Probe, retries };
+            let opts = RunOptions { accel, timeouts, dir, mode: Mode::Probe, retries, since };
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await;
                 let printer = progress_printer(tty, Some(verbose));
@@ -363,6 +364,7 @@ pub fn cmd_up(profile: &str, args: &RunArgs) -> u8 {
         dir: dir.path().to_path_buf(),
         mode: Mode::Shell,
         retries: args.retries,
+        since: std::time::Instant::now(),
     };
     let started: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     let report = rt.block_on(async {
