@@ -42,7 +42,7 @@ pub fn cmd_doctor(connect: Option<String>, kernel: &KernelArgs) -> u8 {
         Err(e) => lines.push(line(
             false,
             format!("libvirt not reachable: {e}"),
-            Some("start it: virtlogd -d; libvirtd -d (./dev setup does)"),
+            Some("start it: ./dev libvirtd (under tini -s, which reaps QEMU at once), or virtlogd -d; libvirtd -d"),
         )),
     }
     let qemu = "qemu-system-x86_64";
