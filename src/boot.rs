@@ -367,6 +367,18 @@ fn nested_phase_budget(opts: &RunOptions) -> Duration {
     Duration::from_secs(2 * u64::from(nested_timeout_secs(opts)) + 30)
 }
 
+/// How long the console may stay quiet in the probe phase: a third of the
+/// probe timeout (60 s by default), at least 10 s. The
+/// appliance prints every capture as it goes; its longest silences are
+/// loading modules and bringing CPUs online, a few seconds even with 8
+/// guests on 2 cores. A virtual host that stopped (under TCG an 8-vCPU
+/// guest was seen to hang while bringing CPUs up) is booted again.
+fn probe_quiet(opts: &RunOptions) -> Duration {
+    (opts.timeouts.probe / 3)
+        .max(Duration::from_secs(10))
+        .min(opts.timeouts.probe)
+}
+
 /// How long the console may stay quiet during the nested step, where the
 /// appliance prints an `alive` marker every
 /// [`NESTED_HEARTBEAT_SECS`](crate::probe::NESTED_HEARTBEAT_SECS).
@@ -485,13 +497,14 @@ pub async fn run_profile(
     let mut retries = opts.retries;
     let mut attempt = 0;
     // Under TCG with many vCPUs a guest sometimes hangs before /init
-    // (about 7% of 8-vCPU boots were seen to), or while a nested guest runs:
-    // boot it again.
+    // (about 7% of 8-vCPU boots were seen to), or while a nested guest runs
+    // (about one in 6-10 nested reference runs): boot it again. A hang in
+    // the probe phase (bringing CPUs online now happens there) likewise.
     while retries > 0
         && matches!(
             &outcome,
             Err(BootError::Timeout {
-                phase: "boot" | "nested",
+                phase: "boot" | "probe" | "nested",
                 ..
             })
         )
@@ -654,23 +667,37 @@ async fn boot_and_capture(
     let resumed = Instant::now();
     let mut init_at: Option<Instant> = None;
     let mut reader = ConsoleReader::new(&nonce);
+    // The phase: its name, its limit, what it waits for. Within the probe
+    // and nested phases the console may also not stay quiet longer than
+    // `quiet` (the appliance prints all along; a virtual host stuck under
+    // TCG goes silent).
     let mut phase = (
         "boot",
         opts.timeouts.boot,
         "waiting for the kernel to start the probe's /init",
     );
-    let mut deadline = tokio::time::Instant::now() + phase.1;
-    // The nested step's overall limit; within it the console may not stay
-    // quiet longer than NESTED_QUIET.
-    let mut nested_until: Option<tokio::time::Instant> = None;
+    let mut phase_until = tokio::time::Instant::now() + phase.1;
+    let mut quiet: Option<Duration> = None;
+    let mut deadline = phase_until;
     let outcome: Result<(), BootError> = loop {
         let chunk = tokio::time::timeout_at(deadline, rx.recv()).await;
         let bytes = match chunk {
             Err(_) => {
+                let (secs, what) = match quiet {
+                    Some(q) if deadline < phase_until => (
+                        q.as_secs(),
+                        format!(
+                            "the console printed nothing for {} s; {}",
+                            q.as_secs(),
+                            phase.2
+                        ),
+                    ),
+                    _ => (phase.1.as_secs(), phase.2.to_string()),
+                };
                 break Err(BootError::Timeout {
                     phase: phase.0,
-                    secs: phase.1.as_secs(),
-                    what: phase.2.into(),
+                    secs,
+                    what,
                     tail: tail_text(&reader),
                 });
             }
@@ -698,10 +725,8 @@ async fn boot_and_capture(
             Ok(Some(Ok(b))) => b,
         };
         let _ = log.write_all(&bytes);
-        if let Some(until) = nested_until {
-            if phase.0 == "nested" {
-                deadline = until.min(tokio::time::Instant::now() + NESTED_QUIET);
-            }
+        if let Some(q) = quiet {
+            deadline = phase_until.min(tokio::time::Instant::now() + q);
         }
         let mut finished = false;
         for ev in reader.feed(&bytes) {
@@ -716,18 +741,20 @@ async fn boot_and_capture(
                         opts.timeouts.probe,
                         "waiting for the probe's captures",
                     );
-                    deadline = tokio::time::Instant::now() + phase.1;
+                    phase_until = tokio::time::Instant::now() + phase.1;
+                    quiet = Some(probe_quiet(opts));
+                    deadline = phase_until.min(tokio::time::Instant::now() + probe_quiet(opts));
                 }
                 ConsoleEvent::FileDone(f) => progress(Progress::Captured { file: f }),
                 ConsoleEvent::NestedStarted(_) => {
-                    let until = tokio::time::Instant::now() + nested_phase_budget(opts);
-                    nested_until = Some(until);
                     phase = (
                         "nested",
-                        NESTED_QUIET,
-                        "the nested step did not finish: the virtual host stopped printing its heartbeat, or the step ran past its limit",
+                        nested_phase_budget(opts),
+                        "waiting for the nested step (the appliance prints a heartbeat while it runs)",
                     );
-                    deadline = until.min(tokio::time::Instant::now() + NESTED_QUIET);
+                    phase_until = tokio::time::Instant::now() + phase.1;
+                    quiet = Some(NESTED_QUIET);
+                    deadline = phase_until.min(tokio::time::Instant::now() + NESTED_QUIET);
                 }
                 ConsoleEvent::KernelPanic(line) => {
                     return Err(BootError::Panic {

@@ -180,9 +180,9 @@ pub(crate) struct RunArgs {
     /// Seconds to wait for the probe's captures once it started.
     #[arg(long, default_value_t = 180)]
     pub(crate) probe_timeout: u64,
-    /// Boot again this many times when the boot phase times out, or the
-    /// virtual host goes quiet during the nested step (TCG guests with
-    /// many vCPUs occasionally hang).
+    /// Boot again this many times when a phase times out or the virtual
+    /// host's console goes quiet (TCG guests with many vCPUs occasionally
+    /// hang: before /init, bringing CPUs online, during the nested step).
     #[arg(long, default_value_t = 1)]
     pub(crate) retries: u32,
     /// Leave out the nested step of profiles with [nested]: the topology

@@ -319,6 +319,57 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
     );
     survived += 1;
 
+    // 4b. The guest goes quiet after /init started (a virtual host stuck
+    // under TCG): a probe-phase timeout after 10 s of silence (a third of
+    // --probe-timeout 30), booted once more (--retries 1), the first
+    // console kept.
+    let quiet = initrd(
+        work.path(),
+        "quiet.img",
+        "/bin/busybox mkdir -p /proc\n/bin/busybox mount -t proc proc /proc\n\
+         for a in $(/bin/busybox cat /proc/cmdline); do case $a in nestlab.nonce=*) n=${a#*=} ;; esac; done\n\
+         echo \"::nestlab:$n:init:1.00::\"\n/bin/busybox sleep 100000",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    let o = nestlab_cmd(&[
+        "run",
+        P.get().unwrap().as_str(),
+        "--accel",
+        "tcg",
+        "--probe-timeout",
+        "30",
+        "--retries",
+        "1",
+        "--initrd",
+        quiet.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "timed out after 10 s in the probe phase (the console printed nothing for 10 s;"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("booting once more"), "{err}");
+    let dir = std::fs::read_dir(out.path())
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    assert!(dir.join("console-attempt1.log").is_file() && dir.join("console.log").is_file());
+    eprintln!(
+        "fault: quiet after /init -> probe-phase timeout, booted once more, exit 3 after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    survived += 1;
+
     // 5. SIGINT and SIGTERM with three jobs in flight.
     for (sig, code) in [("INT", 130), ("TERM", 143)] {
         let child = nestlab_cmd(&[
