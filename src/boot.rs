@@ -640,6 +640,9 @@ async fn boot_and_capture(
                             console = c;
                             reopened += 1;
                         }
+                        // Gone meanwhile (it was stopping as the stream
+                        // ended): the stream's end is the guest's end.
+                        Err(_) if !g4.is_active() => break,
                         Err(e) => {
                             let _ = tx.blocking_send(Err(e));
                             break;

@@ -8,6 +8,14 @@ use super::{
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// How long the appliance stays up after printing `done` (probe mode)
+/// before it powers itself off. The host destroys the guest as soon as it
+/// has read `done`, so this costs nothing; powering off at once lost the
+/// end of the output when the reader lagged (8 guests on 2 cores): QEMU
+/// exiting hangs up the pty, and what libvirtd had not yet read from it is
+/// dropped. The guest's own UART buffer drains meanwhile too.
+pub const LINGER_SECS: u32 = 30;
+
 /// A POSIX sh script that writes every file of [`CAPTURES`] into the
 /// directory given as `$1` (default `./nestlab-capture`), each command's
 /// stderr included, plus [`EXIT_CODES_FILE`]. A failing command is recorded
@@ -75,8 +83,9 @@ pub const NESTED_MEMORY_MIB: u32 = 256;
 /// between `begin-gz`) and `end` markers, then,
 /// with devices assigned, prints the `nested` marker, runs the nested step
 /// and prints [`NESTED_FILES`](super::NESTED_FILES) the same way; prints
-/// `done`, then (shell mode) runs an interactive shell on the console, and
-/// powers off. Failures print an `error` marker and init goes on. See the
+/// `done`, then runs an interactive shell on the console (shell mode) or
+/// waits [`LINGER_SECS`] (probe mode; the host destroys it before that),
+/// and powers off. Failures print an `error` marker and init goes on. See the
 /// [module docs](super) for the marker format.
 ///
 /// The nested step binds each assigned device to vfio-pci (a PF's VFs
@@ -102,6 +111,11 @@ pub fn init_script() -> String {
 #                                 start one nested guest with all of them
 #   nestlab.nested_timeout=S      seconds one nested guest run may take (default 45)
 #   nestlab.mode=probe|shell      power off after the captures, or open a shell first
+#   nestlab.linger=S              seconds to stay up after `done` before powering
+#                                 off in probe mode (default {LINGER_SECS}): the host destroys
+#                                 the guest once it has read `done`; powering off at
+#                                 once would lose what is still in flight between
+#                                 the serial port and the reader (a pty's buffers)
 PATH=/bin:/usr/bin:/sbin:/usr/sbin
 LC_ALL=C
 export PATH LC_ALL
@@ -119,6 +133,7 @@ sriov=
 assign=
 nested_timeout=45
 mode=probe
+linger={LINGER_SECS}
 read -r cmdline </proc/cmdline
 for arg in $cmdline; do
 	case $arg in
@@ -128,6 +143,7 @@ for arg in $cmdline; do
 	nestlab.assign=*) assign=${{arg#*=}} ;;
 	nestlab.nested_timeout=*) nested_timeout=${{arg#*=}} ;;
 	nestlab.mode=*) mode=${{arg#*=}} ;;
+	nestlab.linger=*) linger=${{arg#*=}} ;;
 	esac
 done
 
@@ -271,6 +287,8 @@ EOF
 	PS1='nestlab# '
 	export PS1
 	setsid cttyhack sh
+else
+	sleep "$linger"
 fi
 poweroff -f
 "#
@@ -499,6 +517,12 @@ mod tests {
             assert!(!init.contains(placeholder), "{placeholder} left in /init");
         }
         assert!(init.ends_with("poweroff -f\n"));
+        // Probe mode stays up after `done` until the host destroys it (or
+        // the linger ends): powering off at once lost in-flight output.
+        let done = init.find("mark \"done:").unwrap();
+        let linger = init.find("sleep \"$linger\"").unwrap();
+        assert!(done < linger && linger < init.rfind("poweroff -f").unwrap());
+        assert!(init.contains(&format!("linger={LINGER_SECS}\n")));
     }
 
     fn syntax_ok(shell: &str, script: &str) -> Option<bool> {
