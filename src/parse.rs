@@ -126,9 +126,50 @@ pub fn parse_str(text: &str, origin: &str) -> Result<ProfileFile, ProfileError> 
             field,
             line,
             column,
-            message: inner.message().trim().replace('\n', "; "),
+            message: plain_words(inner.message().trim()).replace('\n', "; "),
         })
     })
+}
+
+/// serde names the Rust type it wanted (`expected u32`); a profile's
+/// author should read what to write instead. A number written as a string
+/// (`vcpus = "8"`) gets a hint to drop the quotes.
+fn plain_words(message: &str) -> String {
+    const TYPES: &[(&str, &str)] = &[
+        ("u8", "a whole number from 0 to 255"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u64", "a whole number from 0 to 18446744073709551615"),
+        ("usize", "a whole number of 0 or more"),
+        ("i32", "a whole number"),
+        ("i64", "a whole number"),
+        ("f32", "a number"),
+        ("f64", "a number"),
+    ];
+    let mut out = message.to_string();
+    let mut numeric = false;
+    for (rust, words) in TYPES {
+        let needle = format!("expected {rust}");
+        if let Some(at) = out.find(&needle) {
+            let end = at + needle.len();
+            // Only the whole word: `expected u32`, not `expected u32x`.
+            if !out[end..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                out.replace_range(at..end, &format!("expected {words}"));
+                numeric = true;
+            }
+        }
+    }
+    if numeric {
+        if let Some(quoted) = out
+            .strip_prefix("invalid type: string \"")
+            .and_then(|r| r.split('"').next())
+        {
+            if quoted.trim().parse::<f64>().is_ok() {
+                out.push_str(" (write numbers without quotes)");
+            }
+        }
+    }
+    out
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -221,6 +262,28 @@ mod tests {
             let p = load_profile_str(text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(&p.name, name);
         }
+    }
+
+    #[test]
+    fn type_errors_name_no_rust_types() {
+        assert_eq!(
+            plain_words("invalid type: string \"8\", expected u32"),
+            "invalid type: string \"8\", expected a whole number from 0 to 4294967295 (write numbers without quotes)"
+        );
+        assert_eq!(
+            plain_words("invalid value: integer `300`, expected u8"),
+            "invalid value: integer `300`, expected a whole number from 0 to 255"
+        );
+        assert_eq!(
+            plain_words("invalid type: string \"two\", expected u32"),
+            "invalid type: string \"two\", expected a whole number from 0 to 4294967295"
+        );
+        assert_eq!(
+            plain_words("invalid type: integer `1`, expected a boolean"),
+            "invalid type: integer `1`, expected a boolean"
+        );
+        let e = parse_str("name = \"x\"\nvcpus = -2\n", "t.toml").unwrap_err();
+        assert!(!e.to_string().contains("u32"), "{e}");
     }
 
     #[test]
