@@ -1091,7 +1091,10 @@ mod tests {
         let p = crate::load_profile_str(&t, "t").unwrap();
         assert_eq!(p.cmdline_extra.as_deref(), Some("loglevel=7 foo=bar"));
         let t = format!("{BASE}[guest]\ncmdline_extra = \"   \"\n");
-        assert_eq!(crate::load_profile_str(&t, "t").unwrap().cmdline_extra, None);
+        assert_eq!(
+            crate::load_profile_str(&t, "t").unwrap().cmdline_extra,
+            None
+        );
     }
 
     #[test]
