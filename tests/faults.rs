@@ -39,6 +39,21 @@ fn nestlab_cmd(args: &[&str]) -> Command {
     c
 }
 
+/// `nestlab run` of the fault profile `copies` times (with `--jobs` as
+/// many), under TCG, with `extra` arguments.
+fn run_cmd(copies: usize, extra: &[&str]) -> Command {
+    let profile = P.get().unwrap().as_str();
+    let jobs = copies.to_string();
+    let mut args = vec!["run"];
+    args.extend(std::iter::repeat_n(profile, copies));
+    if copies > 1 {
+        args.extend(["--jobs", jobs.as_str()]);
+    }
+    args.extend(["--accel", "tcg"]);
+    args.extend(extra);
+    nestlab_cmd(&args)
+}
+
 fn show(o: &Output) -> String {
     format!(
         "exit {:?}\nstderr:\n{}",
@@ -243,9 +258,7 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
     survived += 1;
 
     // 2. QEMU killed (SIGKILL by pid) while the guest boots.
-    let child = nestlab_cmd(&["run", P.get().unwrap().as_str(), "--accel", "tcg"])
-        .spawn()
-        .unwrap();
+    let child = run_cmd(1, &[]).spawn().unwrap();
     let mut dom = String::new();
     wait_for("the minimal domain", 60, || {
         dom = ours(&impostor).into_iter().next().unwrap_or_default();
@@ -271,16 +284,9 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
     // 3. The guest kernel panics (its init exits).
     let panic = initrd(work.path(), "panic.img", "exit 1");
     let t = Instant::now();
-    let o = nestlab_cmd(&[
-        "run",
-        P.get().unwrap().as_str(),
-        "--accel",
-        "tcg",
-        "--initrd",
-        panic.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+    let o = run_cmd(1, &["--initrd", panic.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", show(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("panicked"), "{err}");
@@ -293,18 +299,17 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
     // 4. The guest hangs: the boot phase times out.
     let hang = initrd(work.path(), "hang.img", "/bin/busybox sleep 100000");
     let t = Instant::now();
-    let o = nestlab_cmd(&[
-        "run",
-        P.get().unwrap().as_str(),
-        "--accel",
-        "tcg",
-        "--boot-timeout",
-        "20",
-        "--retries",
-        "0",
-        "--initrd",
-        hang.to_str().unwrap(),
-    ])
+    let o = run_cmd(
+        1,
+        &[
+            "--boot-timeout",
+            "20",
+            "--retries",
+            "0",
+            "--initrd",
+            hang.to_str().unwrap(),
+        ],
+    )
     .output()
     .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", show(&o));
@@ -332,20 +337,19 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
     );
     let out = tempfile::tempdir().unwrap();
     let t = Instant::now();
-    let o = nestlab_cmd(&[
-        "run",
-        P.get().unwrap().as_str(),
-        "--accel",
-        "tcg",
-        "--probe-timeout",
-        "30",
-        "--retries",
-        "1",
-        "--initrd",
-        quiet.to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-    ])
+    let o = run_cmd(
+        1,
+        &[
+            "--probe-timeout",
+            "30",
+            "--retries",
+            "1",
+            "--initrd",
+            quiet.to_str().unwrap(),
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+    )
     .output()
     .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", show(&o));
@@ -372,18 +376,7 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
 
     // 5. SIGINT and SIGTERM with three jobs in flight.
     for (sig, code) in [("INT", 130), ("TERM", 143)] {
-        let child = nestlab_cmd(&[
-            "run",
-            P.get().unwrap().as_str(),
-            P.get().unwrap().as_str(),
-            P.get().unwrap().as_str(),
-            "--jobs",
-            "3",
-            "--accel",
-            "tcg",
-        ])
-        .spawn()
-        .unwrap();
+        let child = run_cmd(3, &[]).spawn().unwrap();
         wait_for("three domains", 90, || ours(&impostor).len() == 3);
         kill(child.id() as i32, sig);
         let o = finish(child);
@@ -402,7 +395,7 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
         None if in_ci() => panic!("CI=true but the running libvirtd was not started by ./dev (no /run/nestlab/libvirtd.pid)"),
         None => eprintln!("SKIPPED: libvirtd restart: the running libvirtd was not started by ./dev"),
         Some(pid) => {
-            let child = nestlab_cmd(&["run", P.get().unwrap().as_str(), "--accel", "tcg"]).spawn().unwrap();
+            let child = run_cmd(1, &[]).spawn().unwrap();
             wait_for("the minimal domain", 60, || !ours(&impostor).is_empty());
             kill(pid, "TERM");
             wait_for("libvirtd to exit", 30, || !Path::new(&format!("/proc/{pid}")).exists());
@@ -421,26 +414,9 @@ fn e2e_faults_are_survived_and_nothing_is_left_behind() {
 
     // 7. Eight concurrent runs of minimal: all pass, unique names, separate captures.
     let out = work.path().join("eight");
-    let o = nestlab_cmd(&[
-        "run",
-        P.get().unwrap().as_str(),
-        P.get().unwrap().as_str(),
-        P.get().unwrap().as_str(),
-        P.get().unwrap().as_str(),
-        P.get().unwrap().as_str(),
-        P.get().unwrap().as_str(),
-        P.get().unwrap().as_str(),
-        P.get().unwrap().as_str(),
-        "--jobs",
-        "8",
-        "--accel",
-        "tcg",
-        "--json",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .output()
-    .unwrap();
+    let o = run_cmd(8, &["--json", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let mut names = std::collections::BTreeSet::new();
     let mut nonces = std::collections::BTreeSet::new();
