@@ -322,22 +322,26 @@ pub fn prepare(
     let probe = params
         .to_cmdline()
         .map_err(|e| BootError::Prepare(e.to_string()))?;
+    // Under TCG the guest is spared its delay-loop calibrations (`lpj=`).
+    let tcg_args = match opts.accel {
+        Accel::Tcg => crate::appliance::boot_args_for_tcg(
+            &fs::read_to_string("/proc/cpuinfo").unwrap_or_default(),
+            crate::appliance::kernel_config(&appliance.source).as_deref(),
+        ),
+        Accel::Kvm => None,
+    };
     let boot = BootSpec {
         kernel: appliance.kernel.display().to_string(),
         initrd: initrd.display().to_string(),
-        cmdline: match opts.accel {
-            Accel::Tcg => {
-                let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-                let config = crate::appliance::kernel_config(&appliance.source);
-                match crate::appliance::boot_args_for_tcg(&cpuinfo, config.as_deref()) {
-                    Some(extra) => {
-                        format!("{} {extra} {probe}", crate::appliance::default_cmdline())
-                    }
-                    None => format!("{} {probe}", crate::appliance::default_cmdline()),
-                }
-            }
-            Accel::Kvm => format!("{} {probe}", crate::appliance::default_cmdline()),
-        },
+        cmdline: [
+            Some(crate::appliance::default_cmdline().to_string()),
+            tcg_args,
+            Some(probe),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" "),
     };
     let mut dom = render(t, opts.accel, &boot);
     dom.name = domain_name(&t.profile.name, nonce);
@@ -383,6 +387,66 @@ fn probe_quiet(opts: &RunOptions) -> Duration {
 /// appliance prints an `alive` marker every
 /// [`NESTED_HEARTBEAT_SECS`](crate::probe::NESTED_HEARTBEAT_SECS).
 const NESTED_QUIET: Duration = Duration::from_secs(30);
+
+/// The phase a boot is in, and when it times out: at `until` (its whole
+/// budget), or, where the console must keep talking (probe and nested
+/// phases: the appliance prints all along, a virtual host stuck under TCG
+/// goes silent), after `quiet` without output.
+struct Phase {
+    name: &'static str,
+    /// The phase's whole budget.
+    limit: Duration,
+    /// What the phase waits for (for the timeout message).
+    what: &'static str,
+    until: tokio::time::Instant,
+    quiet: Option<Duration>,
+}
+
+impl Phase {
+    fn enter(
+        name: &'static str,
+        limit: Duration,
+        what: &'static str,
+        quiet: Option<Duration>,
+    ) -> Phase {
+        Phase {
+            name,
+            limit,
+            what,
+            until: tokio::time::Instant::now() + limit,
+            quiet,
+        }
+    }
+
+    /// When it times out, the console having last printed at `heard`.
+    fn deadline(&self, heard: tokio::time::Instant) -> tokio::time::Instant {
+        match self.quiet {
+            Some(q) => self.until.min(heard + q),
+            None => self.until,
+        }
+    }
+
+    /// The timeout error for a deadline that passed.
+    fn timed_out(&self, deadline: tokio::time::Instant, tail: String) -> BootError {
+        let (secs, what) = match self.quiet {
+            Some(q) if deadline < self.until => (
+                q.as_secs(),
+                format!(
+                    "the console printed nothing for {} s; {}",
+                    q.as_secs(),
+                    self.what
+                ),
+            ),
+            _ => (self.limit.as_secs(), self.what.to_string()),
+        };
+        BootError::Timeout {
+            phase: self.name,
+            secs,
+            what,
+            tail,
+        }
+    }
+}
 
 /// When one boot's phases ended.
 struct BootTimes {
@@ -670,40 +734,17 @@ async fn boot_and_capture(
     let resumed = Instant::now();
     let mut init_at: Option<Instant> = None;
     let mut reader = ConsoleReader::new(&nonce);
-    // The phase: its name, its limit, what it waits for. Within the probe
-    // and nested phases the console may also not stay quiet longer than
-    // `quiet` (the appliance prints all along; a virtual host stuck under
-    // TCG goes silent).
-    let mut phase = (
+    let mut phase = Phase::enter(
         "boot",
         opts.timeouts.boot,
         "waiting for the kernel to start the probe's /init",
+        None,
     );
-    let mut phase_until = tokio::time::Instant::now() + phase.1;
-    let mut quiet: Option<Duration> = None;
-    let mut deadline = phase_until;
+    let mut deadline = phase.deadline(tokio::time::Instant::now());
     let outcome: Result<(), BootError> = loop {
         let chunk = tokio::time::timeout_at(deadline, rx.recv()).await;
         let bytes = match chunk {
-            Err(_) => {
-                let (secs, what) = match quiet {
-                    Some(q) if deadline < phase_until => (
-                        q.as_secs(),
-                        format!(
-                            "the console printed nothing for {} s; {}",
-                            q.as_secs(),
-                            phase.2
-                        ),
-                    ),
-                    _ => (phase.1.as_secs(), phase.2.to_string()),
-                };
-                break Err(BootError::Timeout {
-                    phase: phase.0,
-                    secs,
-                    what,
-                    tail: tail_text(&reader),
-                });
-            }
+            Err(_) => break Err(phase.timed_out(deadline, tail_text(&reader))),
             Ok(None) => {
                 let g = guest.clone();
                 let active = tokio::task::spawn_blocking(move || g.is_active())
@@ -728,9 +769,7 @@ async fn boot_and_capture(
             Ok(Some(Ok(b))) => b,
         };
         let _ = log.write_all(&bytes);
-        if let Some(q) = quiet {
-            deadline = phase_until.min(tokio::time::Instant::now() + q);
-        }
+        deadline = phase.deadline(tokio::time::Instant::now());
         let mut finished = false;
         for ev in reader.feed(&bytes) {
             match ev {
@@ -739,25 +778,23 @@ async fn boot_and_capture(
                     progress(Progress::KernelUp {
                         secs: start.elapsed().as_secs_f64(),
                     });
-                    phase = (
+                    phase = Phase::enter(
                         "probe",
                         opts.timeouts.probe,
                         "waiting for the probe's captures",
+                        Some(probe_quiet(opts)),
                     );
-                    phase_until = tokio::time::Instant::now() + phase.1;
-                    quiet = Some(probe_quiet(opts));
-                    deadline = phase_until.min(tokio::time::Instant::now() + probe_quiet(opts));
+                    deadline = phase.deadline(tokio::time::Instant::now());
                 }
                 ConsoleEvent::FileDone(f) => progress(Progress::Captured { file: f }),
                 ConsoleEvent::NestedStarted(_) => {
-                    phase = (
+                    phase = Phase::enter(
                         "nested",
                         nested_phase_budget(opts),
                         "waiting for the nested step (the appliance prints a heartbeat while it runs)",
+                        Some(NESTED_QUIET),
                     );
-                    phase_until = tokio::time::Instant::now() + phase.1;
-                    quiet = Some(NESTED_QUIET);
-                    deadline = phase_until.min(tokio::time::Instant::now() + NESTED_QUIET);
+                    deadline = phase.deadline(tokio::time::Instant::now());
                 }
                 ConsoleEvent::KernelPanic(line) => {
                     return Err(BootError::Panic {

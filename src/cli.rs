@@ -290,8 +290,6 @@ fn cmd_validate(profiles: &[String]) -> u8 {
     code
 }
 
-/// Loads, validates and resolves a profile; prints the error and returns
-/// [`EXIT_INVALID`] when it cannot.
 /// Loads a profile for `run` or `up`, without its nested step under
 /// `--skip-nested` (saying so).
 pub(crate) fn load_run_topology(profile: &str, args: &RunArgs) -> Result<resolve::Topology, u8> {
@@ -306,6 +304,8 @@ pub(crate) fn load_run_topology(profile: &str, args: &RunArgs) -> Result<resolve
     Ok(t)
 }
 
+/// Loads, validates and resolves a profile; prints the error and returns
+/// [`EXIT_INVALID`] when it cannot.
 pub(crate) fn load_topology(profile: &str) -> Result<resolve::Topology, u8> {
     let p = load_profile_arg(profile).map_err(|e| {
         print_error(&e);
