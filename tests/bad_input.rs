@@ -612,9 +612,8 @@ fn cases() -> Vec<Case> {
         ),
         (
             "dup-inline-key",
-            format!(
-                "name = \"t\"\nvcpus = 4\niommu = {{ model = \"intel\", model = \"intel\" }}\n"
-            ),
+            "name = \"t\"\nvcpus = 4\niommu = { model = \"intel\", model = \"intel\" }\n"
+                .to_string(),
             3,
             "",
         ),
@@ -632,13 +631,13 @@ fn cases() -> Vec<Case> {
         ),
         (
             "dup-quoted-key",
-            format!("name = \"t\"\n\"name\" = \"u\"\nvcpus = 4\n"),
+            "name = \"t\"\n\"name\" = \"u\"\nvcpus = 4\n".to_string(),
             2,
             "",
         ),
         (
             "dup-literal-key",
-            format!("name = \"t\"\n'name' = \"u\"\nvcpus = 4\n"),
+            "name = \"t\"\n'name' = \"u\"\nvcpus = 4\n".to_string(),
             2,
             "",
         ),
@@ -711,7 +710,7 @@ fn cases() -> Vec<Case> {
     ));
     cases.push(Case::new(
         "bom-in-middle",
-        format!("name = \"t\"\n\u{feff}vcpus = 4\n"),
+        "name = \"t\"\n\u{feff}vcpus = 4\n".to_string(),
         vec![at_line(2)],
     ));
     cases.push(Case::new(
@@ -1025,7 +1024,7 @@ fn bad_inputs_are_refused_with_exit_2() {
             LibOutcome::NotText => {}
         }
     }
-    times.sort_by(|a, b| b.0.cmp(&a.0));
+    times.sort_by_key(|b| std::cmp::Reverse(b.0));
     // Straight to stderr, past the test harness's capture, so CI logs show it.
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "slowest bad inputs (each should take under 5 s):");

@@ -45,7 +45,7 @@ fn run_cmd(copies: usize, extra: &[&str]) -> Command {
     let profile = P.get().unwrap().as_str();
     let jobs = copies.to_string();
     let mut args = vec!["run"];
-    args.extend(std::iter::repeat_n(profile, copies));
+    args.extend(std::iter::repeat(profile).take(copies));
     if copies > 1 {
         args.extend(["--jobs", jobs.as_str()]);
     }
