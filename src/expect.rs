@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::resolve::Topology;
-use crate::types::{Bdf, BusNr, Bytes, CpuSet, NodeId, PciId};
-use crate::validate::{NicModel, IGB_VF_ID};
+use crate::model::Topology;
+use crate::model::{Bdf, BusNr, Bytes, CpuSet, NodeId, PciId};
+use crate::model::{NicModel, IGB_VF_ID};
 
 /// PCI id of QEMU's pxb-pcie (the expander's host bridge on bus 0).
 pub const PXB_PCIE_ID: PciId = PciId::new(0x1b36, 0x000b);
@@ -253,7 +253,7 @@ mod tests {
 
     #[test]
     fn reference_view() {
-        let p = crate::parse::load_profile_arg("reference").unwrap();
+        let p = crate::front::parse::load_profile_arg("reference").unwrap();
         let e = expect(&crate::resolve::resolve(&p).unwrap());
         assert_eq!(e.nodes.len(), 3);
         assert_eq!(e.distances[1], vec![20, 10, 20]);
@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn sriov_view_has_vfs() {
-        let p = crate::parse::load_profile_arg("sriov").unwrap();
+        let p = crate::front::parse::load_profile_arg("sriov").unwrap();
         let e = expect(&crate::resolve::resolve(&p).unwrap());
         let vfs: Vec<_> = e
             .devices

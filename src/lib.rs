@@ -3,18 +3,19 @@
 //!
 //! A TOML profile goes through these stages, each in its own module:
 //!
-//! | stage    | module        | in -> out                                         |
-//! |----------|---------------|---------------------------------------------------|
-//! | parse    | [`parse`]     | TOML text -> wire structs ([`profile`])           |
-//! | validate | [`validate`]  | wire structs -> [`validate::Profile`]             |
-//! | resolve  | [`resolve`]   | profile -> [`resolve::Topology`] (indexes, buses) |
-//! | render   | [`render`]    | topology -> [`domain::Domain`] -> XML             |
-//! | expect   | [`expect`]    | topology -> what the guest must show              |
-//! | boot     | [`boot`]      | domain + appliance -> console capture (libvirt)   |
-//! | probe    | [`probe`]     | in-guest capture format, init, console framing    |
-//! | observe  | [`observe`]   | captured command output -> typed observations     |
-//! | verify   | [`verify`]    | expected + observed -> checks                     |
-//! | report   | [`report`]    | checks -> human / JSON / JUnit                    |
+//! | stage    | module        | in -> out                                              |
+//! |----------|---------------|--------------------------------------------------------|
+//! | front    | [`front`]     | TOML text -> wire structs -> validated [`model::Profile`] |
+//! | resolve  | [`resolve`]   | profile -> [`model::Topology`] (indexes, buses, addresses) |
+//! | xml      | [`xml`]       | topology -> [`xml::Domain`] -> XML                     |
+//! | expect   | [`expect`]    | topology -> what the guest must show                   |
+//! | guest    | [`guest`]     | what boots: the agent, its console protocol, the appliance |
+//! | host     | [`host`]      | the libvirt adapter                                    |
+//! | runner   | [`runner`]    | one boot: start, console, phases, destroy               |
+//! | capture  | [`capture`]   | the capture table: files, commands, scopes, parsers    |
+//! | observe  | [`observe`]   | captured command output -> typed observations          |
+//! | verify   | [`verify`]    | expected + observed -> checks                          |
+//! | report   | [`report`]    | checks -> human / JSON / JUnit                         |
 //!
 //! ```
 //! let profile = nestlab::load_profile_str(r#"
@@ -28,27 +29,24 @@
 //!     node = 0
 //! "#, "doc.toml").unwrap();
 //! let topology = nestlab::resolve::resolve(&profile).unwrap();
-//! let boot = nestlab::render::BootSpec::placeholder();
-//! let xml = nestlab::render::render(&topology, nestlab::render::Accel::Tcg, &boot).to_xml().unwrap();
+//! let boot = nestlab::xml::BootSpec::placeholder();
+//! let xml = nestlab::xml::render(&topology, nestlab::model::Accel::Tcg, &boot).to_xml().unwrap();
 //! assert!(xml.contains("<model type=\"e1000e\"/>"));
 //! assert!(xml.contains("pcie-expander-bus"));
 //! ```
 #![warn(missing_docs)]
 
-pub mod appliance;
-pub mod boot;
-pub mod domain;
+pub mod capture;
 pub mod expect;
-pub mod libvirt;
+pub mod front;
+pub mod guest;
+pub mod host;
+pub mod model;
 pub mod observe;
-pub mod parse;
-pub mod probe;
-pub mod profile;
-pub mod render;
 pub mod report;
 pub mod resolve;
-pub mod types;
-pub mod validate;
+pub mod runner;
 pub mod verify;
+pub mod xml;
 
-pub use parse::{load_profile_file, load_profile_str};
+pub use front::{load_profile_arg, load_profile_file, load_profile_str};

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nestlab::expect::expect;
+use nestlab::front::parse::load_profile_arg;
 use nestlab::observe::Observed;
-use nestlab::parse::load_profile_arg;
 use nestlab::report::{Report, Status, Verdict};
 use nestlab::verify::verify;
 
@@ -300,7 +300,9 @@ fn capture_script_is_posix_sh_and_writes_every_file() {
         .unwrap();
     let script = String::from_utf8(out.stdout).unwrap();
     assert!(script.starts_with("#!/bin/sh"));
-    let files: Vec<&str> = nestlab::probe::CAPTURES.iter().map(|c| c.file).collect();
+    let files: Vec<&str> = nestlab::capture::in_scope(nestlab::capture::Scope::Topology)
+        .map(|c| c.file)
+        .collect();
     for f in &files {
         assert!(script.contains(f), "{f} missing from the capture script");
     }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nestlab::appliance::cpio::CpioWriter;
+use nestlab::guest::appliance::cpio::CpioWriter;
 
 const URI: &str = "qemu:///system";
 

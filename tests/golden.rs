@@ -1,8 +1,9 @@
 //! golden/: the domain XML of every shipped profile, for KVM and TCG, as
 //! insta snapshots. Drift fails; CI never accepts snapshots.
 
-use nestlab::parse::{load_profile_arg, SHIPPED};
-use nestlab::render::{render, Accel, BootSpec};
+use nestlab::front::parse::{load_profile_arg, SHIPPED};
+use nestlab::model::Accel;
+use nestlab::xml::render::{render, BootSpec};
 
 #[test]
 fn golden_xml_of_shipped_profiles() {

@@ -8,8 +8,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use nestlab::parse::{load_profile_arg, SHIPPED};
-use nestlab::render::{render, Accel, BootSpec};
+use nestlab::front::parse::{load_profile_arg, SHIPPED};
+use nestlab::model::Accel;
+use nestlab::xml::render::{render, BootSpec};
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")

@@ -18,10 +18,10 @@ fn good_profiles_load_and_render() {
     insta::glob!("profiles/good/*.toml", |path| {
         let p = load_profile_file(rel(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let t = nestlab::resolve::resolve(&p).unwrap();
-        let xml = nestlab::render::render(
+        let xml = nestlab::xml::render::render(
             &t,
-            nestlab::render::Accel::Tcg,
-            &nestlab::render::BootSpec::placeholder(),
+            nestlab::model::Accel::Tcg,
+            &nestlab::xml::render::BootSpec::placeholder(),
         )
         .to_xml()
         .unwrap();

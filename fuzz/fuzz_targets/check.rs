@@ -19,7 +19,7 @@ use nestlab::report::Report;
 fn reference() -> &'static Expected {
     static EXPECTED: OnceLock<Expected> = OnceLock::new();
     EXPECTED.get_or_init(|| {
-        let (_, text) = nestlab::parse::SHIPPED
+        let (_, text) = nestlab::front::parse::SHIPPED
             .iter()
             .find(|(name, _)| *name == "reference")
             .expect("reference is shipped");

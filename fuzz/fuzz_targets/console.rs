@@ -8,8 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nestlab::probe::console::ConsoleReader;
-use nestlab::probe::Nonce;
+use nestlab::guest::protocol::console::ConsoleReader;
+use nestlab::capture::Nonce;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&seed, stream)) = data.split_first() else {

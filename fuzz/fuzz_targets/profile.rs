@@ -7,8 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nestlab::domain::Domain;
-use nestlab::render::{self, Accel, BootSpec};
+use nestlab::xml::domain::Domain;
+use nestlab::model::Accel;
+use nestlab::xml::render::{self, BootSpec};
 
 fuzz_target!(|data: &[u8]| {
     // `load_profile_file` refuses what is not UTF-8 before parsing.

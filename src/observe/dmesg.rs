@@ -9,11 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::text;
 
-/// The capture file this parser reads.
-pub const FILE_NAME: &str = "dmesg.txt";
-/// The command whose output it expects.
-pub const COMMAND: &str = "dmesg";
-
 /// Proves the Intel IOMMU is active (DMA remapping set up).
 pub const IOMMU_ACTIVE: &str = "DMAR: Intel(R) Virtualization Technology for Directed I/O";
 /// Proves only that `intel_iommu=on` was seen on the command line.

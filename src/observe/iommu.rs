@@ -11,12 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::text;
 use super::ParseError;
-use crate::types::Bdf;
-
-/// The capture file this parser reads.
-pub const FILE_NAME: &str = "iommu-groups.txt";
-/// The command whose output it expects.
-pub const COMMAND: &str = "find /sys/kernel/iommu_groups/ -type l";
+use crate::model::Bdf;
 
 /// IOMMU groups and their devices.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,8 +60,7 @@ pub fn parse(input: &str) -> Result<IommuGroups, ParseError> {
         if t.is_empty() || text::is_kernel_line(line) {
             continue;
         }
-        let cannot =
-            || ParseError::new(FILE_NAME, n, format!("cannot read '{}'", text::snippet(t)));
+        let cannot = || ParseError::at(n, format!("cannot read '{}'", text::snippet(t)));
         if t.starts_with("find:") {
             if t.contains("No such file or directory") {
                 out.dir_missing = true;
@@ -85,8 +79,7 @@ pub fn parse(input: &str) -> Result<IommuGroups, ParseError> {
             [] => {}
             [group, rest @ ..] => {
                 let group: u32 = text::decimal(group).ok_or_else(|| {
-                    ParseError::new(
-                        FILE_NAME,
+                    ParseError::at(
                         n,
                         format!("'{}' is not a group number", text::snippet(group)),
                     )
@@ -96,8 +89,7 @@ pub fn parse(input: &str) -> Result<IommuGroups, ParseError> {
                     [] | ["devices"] => {}
                     ["devices", dev] => {
                         let bdf: Bdf = dev.parse().map_err(|_| {
-                            ParseError::new(
-                                FILE_NAME,
+                            ParseError::at(
                                 n,
                                 format!("'{}' is not a PCI address", text::snippet(dev)),
                             )
@@ -185,15 +177,9 @@ mod tests {
     #[test]
     fn bad_lines() {
         let e = parse(fixture!("bad-group.txt")).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "iommu-groups.txt line 2: 'x7' is not a group number"
-        );
+        assert_eq!(e.to_string(), "line 2: 'x7' is not a group number");
         let e = parse(fixture!("bad-address.txt")).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "iommu-groups.txt line 2: '0000:b5:00' is not a PCI address"
-        );
+        assert_eq!(e.to_string(), "line 2: '0000:b5:00' is not a PCI address");
         assert!(parse("find: permission denied\n").is_err());
         assert!(parse("sh: find: not found\n").is_err());
         assert!(parse("/sys/kernel/iommu_groups/3/devices/0000:00:03.0/extra\n").is_err());

@@ -9,11 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use super::text;
 
-/// The capture file this parser reads.
-pub const FILE_NAME: &str = "kvm.txt";
-/// The command whose output it expects.
-pub const COMMAND: &str = "ls -l /dev/kvm";
-
 /// What `ls -l /dev/kvm` showed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvmFacts {

@@ -10,12 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::text;
 use super::ParseError;
-use crate::types::{Bdf, PciId};
-
-/// The capture file this parser reads.
-pub const FILE_NAME: &str = "lspci.txt";
-/// The command whose output it expects.
-pub const COMMAND: &str = "lspci -D -nn";
+use crate::model::{Bdf, PciId};
 
 /// One device line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +65,7 @@ pub fn parse(input: &str) -> Result<Vec<PciDevice>, ParseError> {
 }
 
 fn err(line: usize, message: String) -> ParseError {
-    ParseError::new(FILE_NAME, line, message)
+    ParseError::at(line, message)
 }
 
 fn parse_line(n: usize, line: &str) -> Result<PciDevice, ParseError> {
@@ -301,8 +296,7 @@ mod tests {
         let e = parse(fixture!("bad-no-ids.txt")).unwrap_err();
         assert_eq!(e.line, 2);
         assert!(
-            e.to_string()
-                .starts_with("lspci.txt line 2: no [vendor:device] id"),
+            e.to_string().starts_with("line 2: no [vendor:device] id"),
             "{e}"
         );
         let e = parse(fixture!("bad-address.txt")).unwrap_err();

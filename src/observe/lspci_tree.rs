@@ -17,12 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::text;
 use super::ParseError;
-use crate::types::{Bdf, BusNr, PciId};
-
-/// The capture file this parser reads.
-pub const FILE_NAME: &str = "lspci-tree.txt";
-/// The command whose output it expects.
-pub const COMMAND: &str = "lspci -t -v";
+use crate::model::{Bdf, BusNr, PciId};
 
 /// The bus numbers a bridge forwards to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -165,7 +160,7 @@ fn is_tool_noise(line: &str) -> bool {
 }
 
 fn err(line: usize, message: String) -> ParseError {
-    ParseError::new(FILE_NAME, line, message)
+    ParseError::at(line, message)
 }
 
 /// The bus a list of devices is on.
@@ -763,7 +758,7 @@ mod tests {
         let e = parse(fixture!("bad-truncated.txt")).unwrap_err();
         assert_eq!(e.line, 10);
         assert!(e.message.contains("bridge"), "{e}");
-        assert!(e.to_string().starts_with("lspci-tree.txt line 10: "), "{e}");
+        assert!(e.to_string().starts_with("line 10: "), "{e}");
 
         let e = parse(fixture!("bad-orphan-continuation.txt")).unwrap_err();
         assert_eq!(e.line, 4);
@@ -774,10 +769,7 @@ mod tests {
         assert!(e.message.contains("a device like 00.0"), "{e}");
 
         let e = parse(fixture!("bad-not-lspci.txt")).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "lspci-tree.txt line 1: cannot read 'sh: lspci: not found'"
-        );
+        assert_eq!(e.to_string(), "line 1: cannot read 'sh: lspci: not found'");
 
         let e = parse("").unwrap_err();
         assert_eq!(e.message, "no PCI tree in the output");

@@ -15,12 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::text;
 use super::ParseError;
-use crate::types::Bdf;
-
-/// The capture file this parser reads.
-pub const FILE_NAME: &str = "nested.txt";
-/// The nested guest's `lspci -nn`.
-pub const LSPCI_FILE_NAME: &str = "nested-lspci.txt";
+use crate::model::Bdf;
 
 /// One assigned device as the probe left it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,8 +54,7 @@ pub fn parse(input: &str) -> Result<NestedFacts, ParseError> {
         if t.is_empty() || text::is_kernel_line(line) {
             continue;
         }
-        let fail =
-            |what: &str| ParseError::new(FILE_NAME, n, format!("{what} in '{}'", text::snippet(t)));
+        let fail = |what: &str| ParseError::at(n, format!("{what} in '{}'", text::snippet(t)));
         if let Some(rest) = t.strip_prefix("boot ") {
             let rest = rest.trim();
             facts.boot = Some(if rest == "ok" {

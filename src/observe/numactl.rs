@@ -13,12 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::text;
 use super::ParseError;
-use crate::types::{CpuSet, NodeId};
-
-/// The capture file this parser reads.
-pub const FILE_NAME: &str = "numactl.txt";
-/// The command whose output it expects.
-pub const COMMAND: &str = "numactl --hardware";
+use crate::model::{CpuSet, NodeId};
 
 /// What `numactl --hardware` showed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,7 +199,7 @@ pub fn parse(input: &str) -> Result<NumaHardware, ParseError> {
 }
 
 fn err(line: usize, message: String) -> ParseError {
-    ParseError::new(FILE_NAME, line, message)
+    ParseError::at(line, message)
 }
 
 /// ` 3 nodes (0-2)`: the count and the node list.
@@ -271,7 +266,7 @@ fn parse_cpus(value: &str) -> Result<CpuSet, String> {
     tokens
         .join(",")
         .parse()
-        .map_err(|e: crate::types::TypeError| e.0)
+        .map_err(|e: crate::model::TypeError| e.0)
 }
 
 /// `3856 MB` -> Some(Some(3856)); `<not available>` -> Some(None).
@@ -385,7 +380,7 @@ mod tests {
         let e = parse(fixture!("bad-short-row.txt")).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "numactl.txt line 15: distance row for node 2 has 2 values for 3 nodes"
+            "line 15: distance row for node 2 has 2 values for 3 nodes"
         );
         let e = parse(fixture!("bad-cpu.txt")).unwrap_err();
         assert_eq!(e.line, 2);
@@ -393,7 +388,7 @@ mod tests {
         let e = parse(fixture!("bad-not-numactl.txt")).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "numactl.txt line 1: cannot read 'sh: numactl: not found'"
+            "line 1: cannot read 'sh: numactl: not found'"
         );
         assert_eq!(parse("").unwrap_err().message, "no output");
         let e = parse("node 0 cpus: 0\n").unwrap_err();

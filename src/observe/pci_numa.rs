@@ -9,12 +9,7 @@ use std::collections::BTreeMap;
 
 use super::text;
 use super::ParseError;
-use crate::types::Bdf;
-
-/// The capture file this parser reads.
-pub const FILE_NAME: &str = "pci-numa.txt";
-/// The command whose output it expects.
-pub const COMMAND: &str = "grep . /sys/bus/pci/devices/*/numa_node";
+use crate::model::Bdf;
 
 /// Parses the grep output into device -> NUMA node (-1 = none).
 ///
@@ -30,7 +25,7 @@ pub fn parse(input: &str) -> Result<BTreeMap<Bdf, i32>, ParseError> {
         if t.is_empty() || text::is_kernel_line(line) {
             continue;
         }
-        let fail = |msg: String| ParseError::new(FILE_NAME, n, msg);
+        let fail = |msg: String| ParseError::at(n, msg);
         if t.starts_with("grep:") && t.contains("No such file or directory") {
             continue;
         }
@@ -111,7 +106,7 @@ mod tests {
         let e = parse(fixture!("bad-value.txt")).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "pci-numa.txt line 2: NUMA node 'zero' of 0000:b5:00.0 is not an integer"
+            "line 2: NUMA node 'zero' of 0000:b5:00.0 is not an integer"
         );
         assert!(parse("/sys/bus/pci/devices/0000:b5:00/numa_node:0\n").is_err());
         assert!(parse("/sys/bus/pci/devices/0000:b5:00.0/numa_node:--1\n").is_err());

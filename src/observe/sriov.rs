@@ -8,10 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::text;
 use super::ParseError;
-use crate::types::Bdf;
-
-/// The capture file this parser reads.
-pub const FILE_NAME: &str = "sriov.txt";
+use crate::model::Bdf;
 
 /// What one physical function reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +32,7 @@ pub fn parse(input: &str) -> Result<BTreeMap<Bdf, SriovState>, ParseError> {
             continue;
         }
         let fail = || {
-            ParseError::new(
-                FILE_NAME,
+            ParseError::at(
                 n,
                 format!(
                     "cannot read '{}': expected '<bdf> totalvfs=<n> numvfs=<n>'",

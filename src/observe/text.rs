@@ -3,7 +3,7 @@
 //! index goes through `get()`, and slices are only taken at positions of
 //! ASCII bytes that were just matched.
 
-use crate::types::{Bdf, PciId};
+use crate::model::{Bdf, PciId};
 
 /// The lines of `input`, numbered from 1, without the `\r` of CRLF ends.
 pub(crate) fn lines(input: &str) -> impl Iterator<Item = (usize, &str)> {

@@ -6,8 +6,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::profile::ProfileFile;
-use crate::validate::{self, Profile, ValidationErrors};
+use crate::front::validate::{self, ValidationErrors};
+use crate::front::wire::ProfileFile;
+use crate::model::Profile;
 
 /// Profiles larger than this are refused before parsing (a profile is a few
 /// hundred bytes; a huge file is a mistake, not a topology).
@@ -15,12 +16,12 @@ pub const MAX_PROFILE_BYTES: u64 = 256 * 1024;
 
 /// The profiles shipped with nestlab, embedded in the binary: (name, TOML).
 pub const SHIPPED: &[(&str, &str)] = &[
-    ("reference", include_str!("../profiles/reference.toml")),
-    ("minimal", include_str!("../profiles/minimal.toml")),
-    ("two-socket", include_str!("../profiles/two-socket.toml")),
-    ("sriov", include_str!("../profiles/sriov.toml")),
-    ("large", include_str!("../profiles/large.toml")),
-    ("nova-pf-vf", include_str!("../profiles/nova-pf-vf.toml")),
+    ("reference", include_str!("../../profiles/reference.toml")),
+    ("minimal", include_str!("../../profiles/minimal.toml")),
+    ("two-socket", include_str!("../../profiles/two-socket.toml")),
+    ("sriov", include_str!("../../profiles/sriov.toml")),
+    ("large", include_str!("../../profiles/large.toml")),
+    ("nova-pf-vf", include_str!("../../profiles/nova-pf-vf.toml")),
 ];
 
 /// A syntax or type error in the TOML, with its position.

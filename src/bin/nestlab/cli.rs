@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use nestlab::parse::{load_profile_arg, SHIPPED};
-use nestlab::render::{self, Accel, BootSpec};
+use nestlab::front::parse::{load_profile_arg, SHIPPED};
+use nestlab::model::Accel;
 use nestlab::resolve;
+use nestlab::xml::render::{self, BootSpec};
 
 /// Exit code: success (all checks passed, or the command did what was asked).
 pub const EXIT_OK: u8 = 0;
@@ -219,7 +220,7 @@ pub fn main() -> ExitCode {
             verbose,
         } => cmd_check(&profile, &from, json, require_all, verbose),
         Command::CaptureScript => {
-            print!("{}", nestlab::probe::capture_script());
+            print!("{}", nestlab::guest::agent::capture_script());
             EXIT_OK
         }
         Command::Appliance { kernel, prune } => cmd_appliance(&kernel, prune),
@@ -292,7 +293,10 @@ fn cmd_validate(profiles: &[String]) -> u8 {
 
 /// Loads a profile for `run` or `up`, without its nested step under
 /// `--skip-nested` (saying so).
-pub(crate) fn load_run_topology(profile: &str, args: &RunArgs) -> Result<resolve::Topology, u8> {
+pub(crate) fn load_run_topology(
+    profile: &str,
+    args: &RunArgs,
+) -> Result<nestlab::model::Topology, u8> {
     let mut t = load_topology(profile)?;
     if args.skip_nested && !t.profile.nested.is_empty() {
         eprintln!(
@@ -306,7 +310,7 @@ pub(crate) fn load_run_topology(profile: &str, args: &RunArgs) -> Result<resolve
 
 /// Loads, validates and resolves a profile; prints the error and returns
 /// [`EXIT_INVALID`] when it cannot.
-pub(crate) fn load_topology(profile: &str) -> Result<resolve::Topology, u8> {
+pub(crate) fn load_topology(profile: &str) -> Result<nestlab::model::Topology, u8> {
     let p = load_profile_arg(profile).map_err(|e| {
         print_error(&e);
         EXIT_INVALID
@@ -339,7 +343,11 @@ fn cmd_appliance(k: &KernelArgs, prune: bool) -> u8 {
             let Some(cache) = a.dir.parent().and_then(|p| p.parent()) else {
                 return EXIT_OK;
             };
-            match nestlab::appliance::prune(cache, &keep, nestlab::appliance::PRUNE_MIN_AGE) {
+            match nestlab::guest::appliance::prune(
+                cache,
+                &keep,
+                nestlab::guest::appliance::PRUNE_MIN_AGE,
+            ) {
                 Ok(removed) => {
                     for r in &removed {
                         println!("removed {} ({} MiB)", r.dir.display(), r.bytes >> 20);
@@ -386,13 +394,13 @@ fn cmd_appliance(k: &KernelArgs, prune: bool) -> u8 {
 
 /// Builds or finds the probe appliance; prints the error and returns
 /// [`EXIT_INFRA`] when it cannot.
-pub(crate) fn build_appliance(k: &KernelArgs) -> Result<nestlab::appliance::Appliance, u8> {
-    let spec = nestlab::appliance::ApplianceSpec {
+pub(crate) fn build_appliance(k: &KernelArgs) -> Result<nestlab::guest::appliance::Appliance, u8> {
+    let spec = nestlab::guest::appliance::ApplianceSpec {
         kernel: k.kernel.clone(),
         modules_dir: k.modules.clone(),
         ..Default::default()
     };
-    nestlab::appliance::build(&spec).map_err(|e| {
+    nestlab::guest::appliance::build(&spec).map_err(|e| {
         print_error(&e);
         EXIT_INFRA
     })

@@ -20,7 +20,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use super::{is_valid_file_name, CaptureSet, CapturedFile, Nonce, StepError};
+use super::Nonce;
+use crate::capture::{is_valid_file_name, CaptureSet, CapturedFile, StepError};
 
 /// Longest line kept in one piece.
 const MAX_LINE: usize = 64 * 1024;

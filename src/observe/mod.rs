@@ -7,21 +7,13 @@
 //! output (`[   12.345678] e1000e 0000:b5:00.0: ...`) are skipped, CRLF line
 //! ends are accepted.
 //!
-//! | file               | command                                     | parser                 |
-//! |--------------------|---------------------------------------------|------------------------|
-//! | `lspci-tree.txt`   | `lspci -t -v`                               | [`lspci_tree::parse`]  |
-//! | `lspci.txt`        | `lspci -D -nn`                              | [`lspci::parse`]       |
-//! | `numactl.txt`      | `numactl --hardware`                        | [`numactl::parse`]     |
-//! | `iommu-groups.txt` | `find /sys/kernel/iommu_groups/ -type l`    | [`iommu::parse`]       |
-//! | `pci-numa.txt`     | `grep . /sys/bus/pci/devices/*/numa_node`   | [`pci_numa::parse`]    |
-//! | `dmesg.txt`        | `dmesg`                                     | [`dmesg::parse`]       |
-//! | `kvm.txt`          | `ls -l /dev/kvm`                            | [`kvm::parse`]         |
+//! Which file each parser reads is said once, in [`crate::capture::CAPTURES`].
 //!
 //! [`Observed`] gathers whichever files were captured.
 //!
 //! ```
 //! use nestlab::observe::Observed;
-//! use nestlab::types::BusNr;
+//! use nestlab::model::BusNr;
 //!
 //! let obs = Observed::from_files([(
 //!     "lspci-tree.txt".to_string(),
@@ -39,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::Bdf;
+use crate::model::Bdf;
 
 pub mod dmesg;
 pub mod iommu;
@@ -52,23 +44,9 @@ pub mod pci_numa;
 pub mod sriov;
 mod text;
 
-/// The capture files [`Observed`] knows, in the order of its fields.
-pub const CAPTURE_FILES: [&str; 10] = [
-    lspci_tree::FILE_NAME,
-    lspci::FILE_NAME,
-    numactl::FILE_NAME,
-    iommu::FILE_NAME,
-    pci_numa::FILE_NAME,
-    dmesg::FILE_NAME,
-    kvm::FILE_NAME,
-    sriov::FILE_NAME,
-    nested::FILE_NAME,
-    nested::LSPCI_FILE_NAME,
-];
-
 /// A capture file that could not be parsed: where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file} line {line}: {message}")]
+#[error("{}line {line}: {message}", if file.is_empty() { String::new() } else { format!("{file} ") })]
 pub struct ParseError {
     /// The capture file (its name, or its path when read from a directory).
     pub file: String,
@@ -86,6 +64,11 @@ impl ParseError {
             line,
             message: message.into(),
         }
+    }
+    /// An error at 1-based `line` of a file not named yet (the capture
+    /// table's glue names it, see [`ParseError::in_file`]).
+    pub fn at(line: usize, message: impl Into<String>) -> Self {
+        ParseError::new("", line, message)
     }
     /// The same error reported against another file name (e.g. a full path).
     pub fn in_file(self, file: impl Into<String>) -> Self {
@@ -174,7 +157,7 @@ impl Observed {
             }
         }
         let mut obs = Observed::default();
-        for name in CAPTURE_FILES {
+        for name in crate::capture::CAPTURES.iter().map(|c| c.file) {
             let path = dir.join(name);
             let bytes = match std::fs::read(&path) {
                 Ok(b) => b,
@@ -190,7 +173,7 @@ impl Observed {
 
     /// Parses captures held in memory as (file name, content) pairs. A name
     /// may carry a directory (`capture/dmesg.txt`); only its last component
-    /// is matched against [`CAPTURE_FILES`]. Unknown names are ignored; a
+    /// is matched against [`crate::capture::CAPTURES`]. Unknown names are ignored; a
     /// name given twice keeps the last content.
     ///
     /// # Errors
@@ -217,41 +200,40 @@ impl Observed {
         self == &Observed::default()
     }
 
-    /// Parses `content` as the capture file `name` and stores it. Returns
-    /// whether `name` is a known capture file.
+    /// Parses `content` as the capture file `name` (its spec's parser in
+    /// [`crate::capture::CAPTURES`]) and stores it. Returns whether `name`
+    /// is a parsed capture file.
     fn insert(&mut self, name: &str, content: &str) -> Result<bool, ParseError> {
-        match name {
-            lspci_tree::FILE_NAME => self.lspci_tree = Some(lspci_tree::parse(content)?),
-            lspci::FILE_NAME => self.lspci = Some(lspci::parse(content)?),
-            numactl::FILE_NAME => self.numactl = Some(numactl::parse(content)?),
-            iommu::FILE_NAME => self.iommu_groups = Some(iommu::parse(content)?),
-            pci_numa::FILE_NAME => self.pci_numa = Some(pci_numa::parse(content)?),
-            dmesg::FILE_NAME => self.dmesg = Some(dmesg::parse(content)),
-            kvm::FILE_NAME => self.kvm = Some(kvm::parse(content)),
-            sriov::FILE_NAME => self.sriov = Some(sriov::parse(content)?),
-            nested::FILE_NAME => self.nested = Some(nested::parse(content)?),
-            nested::LSPCI_FILE_NAME => {
-                self.nested_lspci = Some(lspci::parse(content).map_err(|e| ParseError {
-                    file: name.to_string(),
-                    ..e
-                })?)
-            }
-            _ => return Ok(false),
-        }
+        let Some(parse) = crate::capture::capture_spec(name).and_then(|c| c.parse) else {
+            return Ok(false);
+        };
+        parse(content, self).map_err(|e| e.in_file(name))?;
         Ok(true)
+    }
+
+    /// Parses every file of a capture set.
+    ///
+    /// # Errors
+    /// [`ObserveError::Parse`] naming the file that cannot be parsed.
+    pub fn from_set(set: &crate::capture::CaptureSet) -> Result<Observed, ObserveError> {
+        Observed::from_files(
+            set.files
+                .iter()
+                .map(|(n, f)| (n.as_str(), f.content.as_str())),
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{BusNr, NodeId};
+    use crate::model::{BusNr, NodeId};
 
     macro_rules! fx {
         ($path:literal) => {
             (
                 $path,
-                include_str!(concat!("../tests/fixtures/observe/", $path)),
+                include_str!(concat!("../../tests/fixtures/observe/", $path)),
             )
         };
     }
@@ -557,6 +539,6 @@ mod tests {
             e.in_file("x/y.txt").to_string(),
             "x/y.txt line 7: cannot read '...'"
         );
-        assert_eq!(CAPTURE_FILES.len(), 10);
+        assert_eq!(ParseError::at(3, "x").to_string(), "line 3: x");
     }
 }

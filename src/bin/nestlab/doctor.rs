@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-use nestlab::boot::{choose_accel, host_virt_flag};
-use nestlab::libvirt::{Hypervisor, Libvirt};
+use nestlab::host::libvirt::{Hypervisor, Libvirt};
+use nestlab::runner::{choose_accel, host_virt_flag};
 
 use crate::cli::{KernelArgs, EXIT_FAIL, EXIT_OK};
 use crate::run::default_uri;
@@ -115,12 +115,12 @@ pub fn cmd_doctor(connect: Option<String>, kernel: &KernelArgs) -> u8 {
         }
         None => lines.push(line(true, "host CPU has no vmx/svm: KVM unusable, TCG used (the guest still gets /dev/kvm via -cpu max)", None)),
     }
-    let spec = nestlab::appliance::ApplianceSpec {
+    let spec = nestlab::guest::appliance::ApplianceSpec {
         kernel: kernel.kernel.clone(),
         modules_dir: kernel.modules.clone(),
         ..Default::default()
     };
-    match nestlab::appliance::locate_kernel(&spec) {
+    match nestlab::guest::appliance::locate_kernel(&spec) {
         Ok(k) => lines.push(line(
             true,
             format!("guest kernel {} ({})", k.version, k.vmlinuz.display()),

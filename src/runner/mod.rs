@@ -18,17 +18,19 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::appliance::Appliance;
-use crate::domain::Domain;
 use crate::expect::expect;
-use crate::libvirt::{Guest, Hypervisor, LibvirtError};
+use crate::guest::agent::{AgentParams, Assignment, Mode, SriovRequest};
+use crate::guest::appliance::Appliance;
+use crate::guest::protocol::console::{ConsoleEvent, ConsoleReader};
+use crate::guest::protocol::Nonce;
+use crate::host::libvirt::{Guest, Hypervisor, LibvirtError};
+use crate::model::Accel;
+use crate::model::Topology;
 use crate::observe::Observed;
-use crate::probe::console::{ConsoleEvent, ConsoleReader};
-use crate::probe::{Assignment, Mode, Nonce, ProbeParams, SriovRequest};
-use crate::render::{render, Accel, BootSpec};
 use crate::report::{Report, Timings, Verdict};
-use crate::resolve::Topology;
 use crate::verify::verify;
+use crate::xml::domain::Domain;
+use crate::xml::render::{render, BootSpec};
 
 /// Why a run ended without a verdict from checks.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +69,7 @@ pub enum BootError {
     },
     /// The console output could not be turned into captures.
     #[error("the console output is incomplete")]
-    Console(#[from] crate::probe::console::ConsoleError),
+    Console(#[from] crate::guest::protocol::console::ConsoleError),
     /// The run directory could not be written.
     #[error("cannot write {path}")]
     Io {
@@ -277,7 +279,7 @@ pub fn domain_name(profile: &str, nonce: &Nonce) -> String {
 /// A profile with `[nested]` boots the appliance's nested flavour
 /// ([`Appliance::initrd_for`]), loads kvm and the vfio modules, and passes
 /// each assigned device's id and guest address (`nestlab.assign=`); the
-/// nested guest gets [`DEFAULT_NESTED_TIMEOUT_SECS`](crate::probe::DEFAULT_NESTED_TIMEOUT_SECS)
+/// nested guest gets [`DEFAULT_NESTED_TIMEOUT_SECS`](crate::guest::agent::DEFAULT_NESTED_TIMEOUT_SECS)
 /// a run, or a quarter of the probe timeout when that is shorter (a run
 /// that times out is tried once more).
 ///
@@ -291,7 +293,7 @@ pub fn prepare(
     opts: &RunOptions,
     nonce: &Nonce,
 ) -> Result<Domain, BootError> {
-    let mut params = ProbeParams::new(nonce.clone());
+    let mut params = AgentParams::new(nonce.clone());
     params.mode = opts.mode;
     params.modules = modules_for(t, opts.accel);
     params.sriov = t
@@ -324,9 +326,9 @@ pub fn prepare(
         .map_err(|e| BootError::Prepare(e.to_string()))?;
     // Under TCG the guest is spared its delay-loop calibrations (`lpj=`).
     let tcg_args = match opts.accel {
-        Accel::Tcg => crate::appliance::boot_args_for_tcg(
+        Accel::Tcg => crate::guest::appliance::boot_args_for_tcg(
             &fs::read_to_string("/proc/cpuinfo").unwrap_or_default(),
-            crate::appliance::kernel_config(&appliance.source).as_deref(),
+            crate::guest::appliance::kernel_config(&appliance.source).as_deref(),
         ),
         Accel::Kvm => None,
     };
@@ -334,7 +336,7 @@ pub fn prepare(
         kernel: appliance.kernel.display().to_string(),
         initrd: initrd.display().to_string(),
         cmdline: [
-            Some(crate::appliance::default_cmdline().to_string()),
+            Some(crate::guest::appliance::default_cmdline().to_string()),
             tcg_args,
             Some(probe),
         ]
@@ -353,11 +355,11 @@ pub fn prepare(
 
 /// Seconds one nested guest run may take inside the virtual host: a
 /// quarter of the probe timeout, at least 10 and at most
-/// [`DEFAULT_NESTED_TIMEOUT_SECS`](crate::probe::DEFAULT_NESTED_TIMEOUT_SECS).
+/// [`DEFAULT_NESTED_TIMEOUT_SECS`](crate::guest::agent::DEFAULT_NESTED_TIMEOUT_SECS).
 fn nested_timeout_secs(opts: &RunOptions) -> u32 {
     u32::try_from(opts.timeouts.probe.as_secs() / 4)
         .unwrap_or(u32::MAX)
-        .clamp(10, crate::probe::DEFAULT_NESTED_TIMEOUT_SECS)
+        .clamp(10, crate::guest::agent::DEFAULT_NESTED_TIMEOUT_SECS)
 }
 
 /// How long the console may take from the `nested` marker to the end of
@@ -385,7 +387,7 @@ fn probe_quiet(opts: &RunOptions) -> Duration {
 
 /// How long the console may stay quiet during the nested step, where the
 /// appliance prints an `alive` marker every
-/// [`NESTED_HEARTBEAT_SECS`](crate::probe::NESTED_HEARTBEAT_SECS).
+/// [`NESTED_HEARTBEAT_SECS`](crate::guest::agent::NESTED_HEARTBEAT_SECS).
 const NESTED_QUIET: Duration = Duration::from_secs(30);
 
 /// The phase a boot is in, and when it times out: at `until` (its whole
@@ -865,7 +867,8 @@ mod tests {
 
     #[test]
     fn missing_devices_names_igb_and_qemu_version() {
-        let t = crate::resolve::resolve(&crate::parse::load_profile_arg("sriov").unwrap()).unwrap();
+        let t = crate::resolve::resolve(&crate::front::parse::load_profile_arg("sriov").unwrap())
+            .unwrap();
         let old_qemu = "name \"pxb-pcie\", bus PCI\nname \"pcie-root-port\"\nname \"intel-iommu\"\nname \"e1000e\", bus PCI\n";
         assert_eq!(
             missing_devices(&t, old_qemu),
@@ -875,7 +878,7 @@ mod tests {
     }
 
     fn topology(name: &str) -> Topology {
-        crate::resolve::resolve(&crate::parse::load_profile_arg(name).unwrap()).unwrap()
+        crate::resolve::resolve(&crate::front::parse::load_profile_arg(name).unwrap()).unwrap()
     }
 
     #[test]
@@ -898,11 +901,11 @@ mod tests {
 
     fn fake_appliance(nested: bool) -> Appliance {
         let dir = PathBuf::from("/cache/appliance/base");
-        let kernel = crate::appliance::GuestKernel {
+        let kernel = crate::guest::appliance::GuestKernel {
             vmlinuz: "/k/vmlinuz-1".into(),
             modules_dir: "/k/lib/modules/1".into(),
             version: "1".into(),
-            origin: crate::appliance::KernelOrigin::Explicit,
+            origin: crate::guest::appliance::KernelOrigin::Explicit,
         };
         Appliance {
             kernel: dir.join("vmlinux"),
@@ -917,7 +920,7 @@ mod tests {
             dir,
             source: kernel,
             initrd_size: 1,
-            nested: nested.then(|| crate::appliance::NestedFlavour {
+            nested: nested.then(|| crate::guest::appliance::NestedFlavour {
                 initrd: "/cache/appliance/nested/initrd.img".into(),
                 initrd_size: 2,
                 nested_initrd_size: 1,

@@ -1,5 +1,5 @@
 //! `nestlab run`, `up` and `down`: the terminal side of the runner in
-//! [`nestlab::boot`]. Builds the tokio runtime, handles Ctrl-C / SIGTERM,
+//! [`nestlab::runner`]. Builds the tokio runtime, handles Ctrl-C / SIGTERM,
 //! prints progress and reports.
 
 use std::io::IsTerminal;
@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nestlab::boot::{choose_accel, missing_devices, run_profile, Progress, RunOptions, Timeouts};
-use nestlab::libvirt::{Hypervisor, Libvirt};
-use nestlab::probe::Mode;
-use nestlab::render::Accel;
+use nestlab::guest::agent::Mode;
+use nestlab::host::libvirt::{Hypervisor, Libvirt};
+use nestlab::model::Accel;
+use nestlab::model::Topology;
 use nestlab::report::{junit, Report, Verdict};
-use nestlab::resolve::Topology;
+use nestlab::runner::{choose_accel, missing_devices, run_profile, Progress, RunOptions, Timeouts};
 
 use crate::cli::{
     build_appliance, load_run_topology, print_error, RunArgs, EXIT_FAIL, EXIT_INFRA, EXIT_INVALID,
@@ -66,7 +66,7 @@ fn connect(uri: &str) -> Result<Arc<dyn Hypervisor>, u8> {
 struct Host {
     accel: Accel,
     uri: String,
-    appliance: nestlab::appliance::Appliance,
+    appliance: nestlab::guest::appliance::Appliance,
     hv: Arc<dyn Hypervisor>,
 }
 
@@ -391,8 +391,10 @@ pub fn cmd_up(profile: &str, args: &RunArgs) -> u8 {
         }
         Ok(r) => {
             eprint!("{}", r.to_human(false));
-            let name =
-                nestlab::boot::domain_name(&t.profile.name, &nestlab::probe::Nonce::generate());
+            let name = nestlab::runner::domain_name(
+                &t.profile.name,
+                &nestlab::guest::protocol::Nonce::generate(),
+            );
             let _ = name;
             let name = started
                 .lock()

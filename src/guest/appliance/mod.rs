@@ -1,5 +1,5 @@
 //! Building the probe appliance: a guest kernel plus a small initramfs
-//! whose `/init` runs the probe (see [`crate::probe`]).
+//! whose `/init` runs the probe (see [`crate::capture`]).
 //!
 //! [`build`] finds a kernel ([`locate_kernel`]), plans the initramfs
 //! (busybox, the host's lspci and numactl with their shared libraries,
@@ -44,7 +44,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use crate::probe;
+use crate::guest::agent;
 use cpio::CpioWriter;
 use kmod::{Chain, Compression, KmodError, ModuleIndex};
 
@@ -122,7 +122,7 @@ const PCI_IDS: &[&str] = &[
 
 /// The kernel command line the appliance is meant to boot with, before
 /// `intel_iommu=on` and the `nestlab.*` parameters
-/// ([`ProbeParams::to_cmdline`](crate::probe::ProbeParams::to_cmdline)).
+/// ([`ProbeParams::to_cmdline`](crate::capture::ProbeParams::to_cmdline)).
 ///
 /// - `console=ttyS0`: the probe talks on the first serial port.
 /// - `panic=-1`: a panic reboots at once; with `on_reboot=destroy` (QEMU
@@ -299,7 +299,7 @@ pub struct Appliance {
 /// The nested flavour of the appliance: an initramfs holding everything of
 /// the base one plus `qemu-system-x86_64` with its shared libraries, the
 /// firmware it loads, and the nested guest's kernel and tiny initramfs
-/// (busybox, lspci, pci.ids, [`probe::nested_init_script`]). It boots with
+/// (busybox, lspci, pci.ids, [`agent::nested_init_script`]). It boots with
 /// the base appliance's kernel. Cached in its own entry
 /// (`<cache>/appliance/<hash>/{initrd.img,manifest.txt}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -923,7 +923,7 @@ fn add_pci_ids(plan: &mut Plan) {
     }
 }
 
-/// [`probe::ENV_FILE`]: `LD_LIBRARY_PATH` over the library directories used.
+/// [`agent::ENV_FILE`]: `LD_LIBRARY_PATH` over the library directories used.
 fn env_file(lib_dirs: &BTreeSet<String>) -> Node {
     let ld_path: Vec<&str> = LIB_DIRS
         .iter()
@@ -947,7 +947,7 @@ fn plan(kernel: &GuestKernel, spec: &ApplianceSpec) -> Result<Contents, Applianc
     let mut lib_dirs = BTreeSet::new();
     add_busybox(
         &mut plan,
-        probe::BUSYBOX_APPLETS,
+        agent::BUSYBOX_APPLETS,
         &mut by_real_path,
         &mut lib_dirs,
     )?;
@@ -1003,25 +1003,25 @@ fn plan(kernel: &GuestKernel, spec: &ApplianceSpec) -> Result<Contents, Applianc
         }
     }
     plan.add(
-        probe::MODULES_FILE,
+        agent::MODULES_FILE,
         Node::File {
             perm: 0o644,
             source: Source::Bytes(chains.into_bytes()),
         },
     );
-    plan.add(probe::ENV_FILE, env_file(&lib_dirs));
+    plan.add(agent::ENV_FILE, env_file(&lib_dirs));
     plan.add(
-        probe::CAPTURE_SCRIPT_PATH,
+        agent::CAPTURE_SCRIPT_PATH,
         Node::File {
             perm: 0o755,
-            source: Source::Bytes(probe::capture_script().into_bytes()),
+            source: Source::Bytes(agent::capture_script().into_bytes()),
         },
     );
     plan.add(
         "/init",
         Node::File {
             perm: 0o755,
-            source: Source::Bytes(probe::init_script().into_bytes()),
+            source: Source::Bytes(agent::init_script().into_bytes()),
         },
     );
     Ok(Contents {
@@ -1034,7 +1034,7 @@ fn plan(kernel: &GuestKernel, spec: &ApplianceSpec) -> Result<Contents, Applianc
 }
 
 /// The nested guest's initramfs: busybox, lspci with its libraries,
-/// pci.ids, [`probe::nested_init_script`] as `/init`.
+/// pci.ids, [`agent::nested_init_script`] as `/init`.
 fn nested_guest_initrd() -> Result<Vec<u8>, ApplianceError> {
     let mut plan = Plan::default();
     skeleton(&mut plan);
@@ -1049,12 +1049,12 @@ fn nested_guest_initrd() -> Result<Vec<u8>, ApplianceError> {
         &mut lib_dirs,
     )?;
     add_pci_ids(&mut plan);
-    plan.add(probe::ENV_FILE, env_file(&lib_dirs));
+    plan.add(agent::ENV_FILE, env_file(&lib_dirs));
     plan.add(
         "/init",
         Node::File {
             perm: 0o755,
-            source: Source::Bytes(probe::nested_init_script().into_bytes()),
+            source: Source::Bytes(agent::nested_init_script().into_bytes()),
         },
     );
     let (bytes, _) = write_cpio(&plan, Vec::new(), Path::new("<nested initramfs>"))?;
@@ -1089,7 +1089,7 @@ fn plan_nested(
     for name in NESTED_FIRMWARE {
         let host = find_firmware(name)?;
         plan.add(
-            &format!("{}/{name}", probe::NESTED_FIRMWARE_DIR),
+            &format!("{}/{name}", agent::NESTED_FIRMWARE_DIR),
             Node::File {
                 perm: 0o644,
                 source: Source::Host(host),
@@ -1097,7 +1097,7 @@ fn plan_nested(
         );
     }
     plan.add(
-        probe::NESTED_KERNEL_PATH,
+        agent::NESTED_KERNEL_PATH,
         Node::File {
             perm: 0o644,
             source: Source::Host(kernel.vmlinuz.clone()),
@@ -1109,19 +1109,19 @@ fn plan_nested(
     let initrd = nested_guest_initrd()?;
     let initrd_size = initrd.len() as u64;
     plan.add(
-        probe::NESTED_INITRD_PATH,
+        agent::NESTED_INITRD_PATH,
         Node::File {
             perm: 0o644,
             source: Source::Bytes(initrd),
         },
     );
-    plan.set(probe::ENV_FILE, env_file(&lib_dirs));
+    plan.set(agent::ENV_FILE, env_file(&lib_dirs));
     let mut added = Plan::default();
     for (path, node) in plan.entries {
         let new = match (base.plan.entries.get(&path), &node) {
             (None, _) => true,
             // The environment file differs when QEMU's libraries live elsewhere.
-            (Some(_), Node::File { .. }) => path == probe::ENV_FILE,
+            (Some(_), Node::File { .. }) => path == agent::ENV_FILE,
             (Some(_), _) => false,
         };
         if new {
@@ -1548,7 +1548,7 @@ fn materialize(
         ".tmp-{}-{}-{}",
         &hash[..16],
         std::process::id(),
-        probe::Nonce::generate()
+        crate::guest::protocol::Nonce::generate()
     ));
     if let Err(e) = fill(&tmp) {
         let _ = fs::remove_dir_all(&tmp);
@@ -1619,7 +1619,7 @@ mod tests {
         let d = std::env::temp_dir().join(format!(
             "nestlab-appl-{tag}-{}-{}",
             std::process::id(),
-            probe::Nonce::generate()
+            crate::guest::protocol::Nonce::generate()
         ));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
@@ -1931,8 +1931,8 @@ mod tests {
                 "/usr/share/qemu/bios-256k.bin",
                 "/usr/share/qemu/kvmvapic.bin",
                 "/usr/share/qemu/linuxboot_dma.bin",
-                probe::NESTED_KERNEL_PATH,
-                probe::NESTED_INITRD_PATH,
+                agent::NESTED_KERNEL_PATH,
+                agent::NESTED_INITRD_PATH,
                 "/usr/bin/lspci",
                 "igb.ko",
             ] {

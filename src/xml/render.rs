@@ -2,42 +2,8 @@
 //! [`Domain::to_xml`]). Nothing here decides a number: every index, bus and
 //! address comes from the topology.
 
-use std::fmt;
-use std::str::FromStr;
-
-use crate::domain::*;
-use crate::resolve::Topology;
-
-/// How the guest's CPUs are executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accel {
-    /// Hardware virtualisation: `type='kvm'`, `host-passthrough`.
-    Kvm,
-    /// Software emulation: `type='qemu'`, `mode='maximum'` (the guest still
-    /// sees svm, so nested KVM works inside it).
-    Tcg,
-}
-
-impl fmt::Display for Accel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
-        })
-    }
-}
-
-impl FromStr for Accel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "kvm" => Ok(Accel::Kvm),
-            "tcg" => Ok(Accel::Tcg),
-            _ => Err(format!("unknown accelerator '{s}': use kvm or tcg")),
-        }
-    }
-}
+use crate::model::{Accel, Topology};
+use crate::xml::domain::*;
 
 /// What the guest boots: direct kernel boot of the probe appliance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,14 +235,14 @@ mod tests {
     use super::*;
 
     fn domain(name: &str, accel: Accel) -> Domain {
-        let p = crate::parse::load_profile_arg(name).unwrap();
+        let p = crate::front::parse::load_profile_arg(name).unwrap();
         let t = crate::resolve::resolve(&p).unwrap();
         render(&t, accel, &BootSpec::placeholder())
     }
 
     #[test]
     fn round_trip_every_shipped_profile() {
-        for (name, _) in crate::parse::SHIPPED {
+        for (name, _) in crate::front::parse::SHIPPED {
             for accel in [Accel::Kvm, Accel::Tcg] {
                 let d = domain(name, accel);
                 let xml = d.to_xml().unwrap();

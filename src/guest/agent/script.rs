@@ -1,10 +1,14 @@
-//! The two sh scripts generated from [`CAPTURES`]: the by-hand capture
+//! The two sh scripts generated from [`CAPTURES`](crate::capture::CAPTURES): the by-hand capture
 //! script and the appliance's `/init`.
 
-use super::{
-    CAPTURES, CAPTURE_SCRIPT_PATH, ENV_FILE, EXIT_CODES_FILE, FILE_NESTED, FILE_NESTED_CONSOLE,
-    FILE_NESTED_LSPCI, MODULES_FILE, NESTED_HEARTBEAT_SECS,
+use super::{CAPTURE_SCRIPT_PATH, ENV_FILE, MODULES_FILE, NESTED_HEARTBEAT_SECS};
+use crate::capture::{
+    in_scope, Scope, EXIT_CODES_FILE, NESTED, NESTED_CONSOLE, NESTED_LSPCI, NUMACTL,
 };
+
+const FILE_NESTED: &str = NESTED.file;
+const FILE_NESTED_LSPCI: &str = NESTED_LSPCI.file;
+const FILE_NESTED_CONSOLE: &str = NESTED_CONSOLE.file;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -16,7 +20,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// dropped. The guest's own UART buffer drains meanwhile too.
 pub const LINGER_SECS: u32 = 30;
 
-/// A POSIX sh script that writes every file of [`CAPTURES`] into the
+/// A POSIX sh script that writes every file of [`CAPTURES`](crate::capture::CAPTURES) into the
 /// directory given as `$1` (default `./nestlab-capture`), each command's
 /// stderr included, plus [`EXIT_CODES_FILE`]. A failing command is recorded
 /// and the script goes on. Users run it by hand in any Linux guest (or from
@@ -44,10 +48,11 @@ mkdir -p "$dir" || exit 1
 : >"$dir/{EXIT_CODES_FILE}" || exit 1
 "#
     );
-    for c in CAPTURES {
+    for c in in_scope(Scope::Topology) {
+        let Some(command) = c.command else { continue };
         s.push_str(&format!(
             "( {cmd} ) >\"$dir/{file}\" 2>&1 </dev/null\necho \"{file} $?\" >>\"$dir/{EXIT_CODES_FILE}\"\n",
-            cmd = c.command,
+            cmd = command,
             file = c.file
         ));
     }
@@ -78,11 +83,11 @@ pub const NESTED_MEMORY_MIB: u32 = 256;
 /// `nestlab.assign=`, `nestlab.nested_timeout=` and `nestlab.mode=` from
 /// /proc/cmdline, prints the `init` marker, loads the modules (each after
 /// its chain from [`MODULES_FILE`]), writes the SR-IOV VF counts, prints
-/// every capture of [`CAPTURES`] between `begin` (or, above
+/// every capture of [`CAPTURES`](crate::capture::CAPTURES) between `begin` (or, above
 /// [`GZ_MIN_BYTES`] and when busybox has gzip and base64, compressed
 /// between `begin-gz`) and `end` markers, then,
 /// with devices assigned, prints the `nested` marker, runs the nested step
-/// and prints [`NESTED_FILES`](super::NESTED_FILES) the same way; prints
+/// and prints [`NESTED_FILES`](crate::capture::NESTED_FILES) the same way; prints
 /// `done`, then runs an interactive shell on the console (shell mode) or
 /// waits [`LINGER_SECS`] (probe mode; the host destroys it before that),
 /// and powers off. Failures print an `error` marker and init goes on. See the
@@ -245,11 +250,12 @@ set +f
     );
     s.push_str(&nested_step());
     s.push('\n');
-    for c in CAPTURES {
-        if c.file == super::FILE_NUMACTL {
+    for c in in_scope(Scope::Topology) {
+        let Some(command) = c.command else { continue };
+        if c.file == NUMACTL.file {
             s.push_str("cpus_online\n");
         }
-        s.push_str(&capture_line(c.file, c.command));
+        s.push_str(&capture_line(c.file, command));
     }
     s.push_str(&format!(
         r#"
@@ -490,19 +496,16 @@ mod tests {
     fn scripts_carry_every_capture() {
         let cap = capture_script();
         let init = init_script();
-        for c in CAPTURES {
+        for c in in_scope(Scope::Topology) {
+            let command = c.command.unwrap();
             assert!(
-                cap.contains(&format!("( {} ) >\"$dir/{}\"", c.command, c.file)),
+                cap.contains(&format!("( {} ) >\"$dir/{}\"", command, c.file)),
                 "{}",
                 c.file
             );
-            assert!(
-                init.contains(&capture_line(c.file, c.command)),
-                "{}",
-                c.file
-            );
+            assert!(init.contains(&capture_line(c.file, command)), "{}", c.file);
         }
-        for f in super::super::NESTED_FILES {
+        for f in crate::capture::NESTED_FILES {
             assert!(init.contains(&format!("put {f} ")), "{f}");
             assert!(!cap.contains(f), "{f} is not for the capture script");
         }
@@ -565,7 +568,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "nestlab-put-{}-{}",
             std::process::id(),
-            super::super::Nonce::generate()
+            crate::guest::protocol::Nonce::generate()
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let small = "0000:00:00.0 Host bridge [0600]: Intel Corporation 82G33 [8086:29c0]\n";
@@ -618,7 +621,7 @@ mod tests {
                 text.contains("::nestlab:ab:begin:lspci.txt::"),
                 "{shell}: {text}"
             );
-            let mut r = super::super::ConsoleReader::new(&"ab".parse().unwrap());
+            let mut r = crate::guest::protocol::ConsoleReader::new(&"ab".parse().unwrap());
             r.feed(&out.stdout);
             let set = r.finish().unwrap();
             assert_eq!(set.get("lspci.txt"), Some(small));
@@ -648,7 +651,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "nestlab-nested-step-{}-{}",
             std::process::id(),
-            super::super::Nonce::generate()
+            crate::guest::protocol::Nonce::generate()
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let script = format!(
@@ -707,7 +710,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "nestlab-capture-{}-{}",
             std::process::id(),
-            super::super::Nonce::generate()
+            crate::guest::protocol::Nonce::generate()
         ));
         let out = Command::new("/bin/sh")
             .arg("-c")
@@ -721,9 +724,9 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let set = super::super::CaptureSet::read_dir(&dir).unwrap();
+        let set = crate::capture::CaptureSet::read_dir(&dir).unwrap();
         assert!(set.missing().is_empty(), "{:?}", set.missing());
-        for c in CAPTURES {
+        for c in in_scope(Scope::Topology) {
             assert!(set.exit_code(c.file).is_some(), "{}", c.file);
         }
         let _ = std::fs::remove_dir_all(&dir);

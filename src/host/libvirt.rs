@@ -10,7 +10,7 @@ use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::stream::Stream;
 
-use crate::domain::METADATA_NS;
+use crate::xml::domain::METADATA_NS;
 
 /// A libvirt call that failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -256,7 +256,7 @@ impl Hypervisor for Libvirt {
                 // The daemon may have died after creating it: then the
                 // domain exists without our handle. Remove it by name.
                 if self.conn.is_alive().ok() != Some(true) {
-                    if let Ok(d) = crate::domain::Domain::from_xml(xml) {
+                    if let Ok(d) = crate::xml::domain::Domain::from_xml(xml) {
                         let _ = destroy_reconnecting(&self.uri, &d.name);
                     }
                 }

@@ -3,8 +3,8 @@
 //! These are wire structs: they mirror the file exactly, reject unknown
 //! fields by name, and carry no meaning beyond their shape. The doc comment
 //! on every field is the user reference (the README repeats it). Semantic
-//! checks live in [`crate::validate`], which turns these into a
-//! [`crate::validate::Profile`].
+//! checks live in [`crate::front::validate`], which turns these into a
+//! [`crate::model::Profile`].
 //!
 //! Sizes and cpusets are kept as strings here so that a malformed one is
 //! reported by validation with the field's name, not as a serde type error.

@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::expect::{DeviceKind, Expected, ExpectedDevice};
+use crate::model::{Bdf, BusNr, Bytes};
 use crate::observe::Observed;
 use crate::report::Check;
-use crate::types::{Bdf, BusNr, Bytes};
 
 /// The least a node may show of its configured memory. The kernel keeps
 /// some, more on small nodes and with many CPUs (3856 MB of 4000 MiB,
@@ -311,7 +311,7 @@ fn numa(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
 
 /// What one source says about one address.
 struct Seen {
-    id: Option<crate::types::PciId>,
+    id: Option<crate::model::PciId>,
     name: Option<String>,
     parent: Option<Option<Bdf>>,
 }

@@ -1,0 +1,3 @@
+//! The host side: the libvirt adapter, the only module that imports `virt`.
+
+pub mod libvirt;

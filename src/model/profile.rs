@@ -1,0 +1,210 @@
+//! The validated profile: the semantic model every later stage reads, with
+//! every default filled in. [`crate::front::validate`] makes it from the
+//! wire structs; nothing else does.
+
+use std::fmt;
+
+use crate::model::types::{Bytes, CpuSet, NodeId, PciId};
+
+/// Most vCPUs a profile may ask for (more needs x2APIC and eim).
+pub const MAX_VCPUS: u32 = 255;
+/// Most NUMA nodes.
+pub const MAX_NODES: usize = 64;
+/// Least memory a node may have.
+pub const MIN_NODE_MEMORY: Bytes = Bytes::from_mib(64);
+/// Most root ports on one expander (the slots of one PCIe bus).
+pub const MAX_ROOT_PORTS: u32 = 32;
+/// Most instances in one `[[nic]]` entry.
+pub const MAX_NIC_COUNT: u32 = 32;
+/// Most VFs an igb can have in QEMU.
+pub const MAX_VFS: u32 = 7;
+/// pcie-root slots usable for expanders and root ports (1..=30; 0 is the
+/// host bridge, 31 the ICH9 functions).
+pub const PCIE_ROOT_SLOTS: u32 = 30;
+/// NICs with an I/O BAR (e1000e, igb) the firmware can give I/O space to:
+/// each sits behind its own root port, which needs a 4 KiB I/O window, and
+/// SeaBIOS stops with "out of I/O address space" at the 15th (measured with
+/// QEMU 10.0: 14 boot, 15 hang before the kernel starts).
+pub const MAX_IO_BAR_NICS: usize = 14;
+/// Longest accepted `guest.cmdline_extra`.
+pub const MAX_CMDLINE_EXTRA: usize = 1024;
+/// Longest accepted description.
+pub const MAX_DESCRIPTION: usize = 4096;
+
+/// A NIC model nestlab can emulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NicModel {
+    /// Intel 82574L (QEMU e1000e).
+    E1000e,
+    /// Intel 82576 with SR-IOV (QEMU igb, QEMU >= 8.0).
+    Igb,
+    /// virtio-net (modern, PCIe).
+    Virtio,
+}
+
+impl NicModel {
+    /// Every model, in documentation order.
+    pub const ALL: [NicModel; 3] = [NicModel::E1000e, NicModel::Igb, NicModel::Virtio];
+
+    /// The name used in profiles and in libvirt's `<model type>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NicModel::E1000e => "e1000e",
+            NicModel::Igb => "igb",
+            NicModel::Virtio => "virtio",
+        }
+    }
+    /// The PCI vendor:device id the guest sees.
+    pub fn pci_id(self) -> PciId {
+        match self {
+            NicModel::E1000e => PciId::new(0x8086, 0x10d3),
+            NicModel::Igb => PciId::new(0x8086, 0x10c9),
+            NicModel::Virtio => PciId::new(0x1af4, 0x1041),
+        }
+    }
+    /// A word of the device name that pci.ids databases print for it.
+    pub fn name_hint(self) -> &'static str {
+        match self {
+            NicModel::E1000e => "82574L",
+            NicModel::Igb => "82576",
+            NicModel::Virtio => "Virtio",
+        }
+    }
+    /// Whether the device has an I/O port BAR (so its root port needs an
+    /// I/O window from the firmware).
+    pub fn has_io_bar(self) -> bool {
+        matches!(self, NicModel::E1000e | NicModel::Igb)
+    }
+    /// The QEMU device that implements it (for capability checks).
+    pub fn qemu_device(self) -> &'static str {
+        match self {
+            NicModel::E1000e => "e1000e",
+            NicModel::Igb => "igb",
+            NicModel::Virtio => "virtio-net-pci",
+        }
+    }
+}
+
+impl fmt::Display for NicModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The PCI id of an igb virtual function.
+pub const IGB_VF_ID: PciId = PciId::new(0x8086, 0x10ca);
+
+/// A validated profile: the semantic model every later stage reads.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Profile {
+    /// Profile name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Number of vCPUs.
+    pub vcpus: u32,
+    /// Total memory (sum of the nodes).
+    pub memory: Bytes,
+    /// NUMA nodes, ids 0.. in order.
+    pub nodes: Vec<Node>,
+    /// The IOMMU, if any.
+    pub iommu: Option<Iommu>,
+    /// Expanders: those of the file in file order, then one per node that
+    /// has NICs but no expander, in node order. Placement and bus numbers
+    /// are decided.
+    pub expanders: Vec<Expander>,
+    /// NIC instances nic0, nic1, ... in file order.
+    pub nics: Vec<Nic>,
+    /// Extra guest kernel command line.
+    pub cmdline_extra: Option<String>,
+    /// Devices to assign to a nested guest.
+    pub nested: Vec<DeviceRef>,
+    /// `sha256:<hex>` of the profile text.
+    pub content_hash: String,
+}
+
+/// A NUMA node.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Node {
+    /// Its id.
+    pub id: NodeId,
+    /// Its vCPUs.
+    pub cpus: CpuSet,
+    /// Its memory.
+    pub memory: Bytes,
+    /// Its row of the distance matrix, when the profile gives one.
+    pub distances: Option<Vec<u32>>,
+}
+
+/// The virtual IOMMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Iommu {
+    /// Interrupt remapping.
+    pub intremap: bool,
+    /// Caching mode.
+    pub caching_mode: bool,
+    /// Extended interrupt mode.
+    pub eim: bool,
+    /// Device IOTLB.
+    pub iotlb: bool,
+}
+
+/// Where an expander came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// `expander[i]` of the file.
+    File(usize),
+    /// Added because a node had NICs and no expander.
+    Implicit,
+}
+
+/// An expander with its bus number and root-port count decided.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Expander {
+    /// Where it came from.
+    pub origin: Origin,
+    /// Its NUMA node.
+    pub node: NodeId,
+    /// busNr: the guest's root bus number for it.
+    pub bus: u8,
+    /// Number of root ports.
+    pub root_ports: u32,
+    /// NIC instances placed behind its root ports, in root-port order.
+    pub nics: Vec<usize>,
+}
+
+/// One NIC instance.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Nic {
+    /// `nic0`, `nic1`, ...
+    pub id: String,
+    /// Which `[[nic]]` entry it came from.
+    pub entry: usize,
+    /// Model.
+    pub model: NicModel,
+    /// NUMA node, or none (on pcie-root).
+    pub node: Option<NodeId>,
+    /// VFs to create in the guest (igb only; 0 = none).
+    pub vfs: u32,
+}
+
+/// A device named in `nested.assign`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceRef {
+    /// NIC instance index.
+    pub nic: usize,
+    /// VF index, for a virtual function.
+    pub vf: Option<u32>,
+}
+
+impl fmt::Display for DeviceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "nic{}", self.nic)?;
+        if let Some(vf) = self.vf {
+            write!(f, ".vf{vf}")?;
+        }
+        Ok(())
+    }
+}
