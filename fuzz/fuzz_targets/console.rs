@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use nestlab::guest::protocol::console::ConsoleReader;
-use nestlab::capture::Nonce;
+use nestlab::guest::protocol::Nonce;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&seed, stream)) = data.split_first() else {
