@@ -36,6 +36,9 @@ pub enum Scope {
     Nested,
 }
 
+/// Parses a capture file's content into its part of [`Observed`].
+pub type Parser = fn(&str, &mut Observed) -> Result<(), ParseError>;
+
 /// One file of the capture format.
 #[derive(Clone, Copy)]
 pub struct CaptureSpec {
@@ -49,7 +52,7 @@ pub struct CaptureSpec {
     pub scope: Scope,
     /// Parses the file's content into its part of [`Observed`]; `None` for
     /// a file kept for diagnosis only.
-    pub parse: Option<fn(&str, &mut Observed) -> Result<(), ParseError>>,
+    pub parse: Option<Parser>,
 }
 
 impl fmt::Debug for CaptureSpec {
@@ -74,35 +77,50 @@ pub const LSPCI_TREE: CaptureSpec = CaptureSpec {
     file: "lspci-tree.txt",
     command: Some("lspci -t -v"),
     scope: Scope::Topology,
-    parse: Some(|s, o| Ok(o.lspci_tree = Some(observe::lspci_tree::parse(s)?))),
+    parse: Some(|s, o| {
+        o.lspci_tree = Some(observe::lspci_tree::parse(s)?);
+        Ok(())
+    }),
 };
 /// `lspci -D -nn`: every function with domain, class and vendor:device ids.
 pub const LSPCI: CaptureSpec = CaptureSpec {
     file: "lspci.txt",
     command: Some("lspci -D -nn"),
     scope: Scope::Topology,
-    parse: Some(|s, o| Ok(o.lspci = Some(observe::lspci::parse(s)?))),
+    parse: Some(|s, o| {
+        o.lspci = Some(observe::lspci::parse(s)?);
+        Ok(())
+    }),
 };
 /// `numactl --hardware`: NUMA nodes, their CPUs, sizes and distances.
 pub const NUMACTL: CaptureSpec = CaptureSpec {
     file: "numactl.txt",
     command: Some("numactl --hardware"),
     scope: Scope::Topology,
-    parse: Some(|s, o| Ok(o.numactl = Some(observe::numactl::parse(s)?))),
+    parse: Some(|s, o| {
+        o.numactl = Some(observe::numactl::parse(s)?);
+        Ok(())
+    }),
 };
 /// Every `/sys/kernel/iommu_groups/<group>/devices/<bdf>` link.
 pub const IOMMU_GROUPS: CaptureSpec = CaptureSpec {
     file: "iommu-groups.txt",
     command: Some("find /sys/kernel/iommu_groups/ -type l"),
     scope: Scope::Topology,
-    parse: Some(|s, o| Ok(o.iommu_groups = Some(observe::iommu::parse(s)?))),
+    parse: Some(|s, o| {
+        o.iommu_groups = Some(observe::iommu::parse(s)?);
+        Ok(())
+    }),
 };
 /// `<sysfs path>/numa_node:<node>` for every PCI function.
 pub const PCI_NUMA: CaptureSpec = CaptureSpec {
     file: "pci-numa.txt",
     command: Some("grep . /sys/bus/pci/devices/*/numa_node"),
     scope: Scope::Topology,
-    parse: Some(|s, o| Ok(o.pci_numa = Some(observe::pci_numa::parse(s)?))),
+    parse: Some(|s, o| {
+        o.pci_numa = Some(observe::pci_numa::parse(s)?);
+        Ok(())
+    }),
 };
 /// `<bdf> totalvfs=<n> numvfs=<n>` for every SR-IOV capable function.
 pub const SRIOV: CaptureSpec = CaptureSpec {
@@ -113,21 +131,30 @@ pub const SRIOV: CaptureSpec = CaptureSpec {
          echo \"${d##*/} totalvfs=$(cat \"$f\") numvfs=$(cat \"$d/sriov_numvfs\")\"; done",
     ),
     scope: Scope::Topology,
-    parse: Some(|s, o| Ok(o.sriov = Some(observe::sriov::parse(s)?))),
+    parse: Some(|s, o| {
+        o.sriov = Some(observe::sriov::parse(s)?);
+        Ok(())
+    }),
 };
 /// `ls -l /dev/kvm` (says so when it does not exist).
 pub const KVM: CaptureSpec = CaptureSpec {
     file: "kvm.txt",
     command: Some("ls -l /dev/kvm"),
     scope: Scope::Topology,
-    parse: Some(|s, o| Ok(o.kvm = Some(observe::kvm::parse(s)))),
+    parse: Some(|s, o| {
+        o.kvm = Some(observe::kvm::parse(s));
+        Ok(())
+    }),
 };
 /// The kernel log.
 pub const DMESG: CaptureSpec = CaptureSpec {
     file: "dmesg.txt",
     command: Some("dmesg"),
     scope: Scope::Topology,
-    parse: Some(|s, o| Ok(o.dmesg = Some(observe::dmesg::parse(s)))),
+    parse: Some(|s, o| {
+        o.dmesg = Some(observe::dmesg::parse(s));
+        Ok(())
+    }),
 };
 /// What the nested step did: one line per assigned device, then the nested
 /// boot's outcome (format: [`crate::observe::nested`]).
@@ -135,14 +162,20 @@ pub const NESTED: CaptureSpec = CaptureSpec {
     file: "nested.txt",
     command: None,
     scope: Scope::Nested,
-    parse: Some(|s, o| Ok(o.nested = Some(observe::nested::parse(s)?))),
+    parse: Some(|s, o| {
+        o.nested = Some(observe::nested::parse(s)?);
+        Ok(())
+    }),
 };
 /// The nested guest's `lspci -nn`.
 pub const NESTED_LSPCI: CaptureSpec = CaptureSpec {
     file: "nested-lspci.txt",
     command: None,
     scope: Scope::Nested,
-    parse: Some(|s, o| Ok(o.nested_lspci = Some(observe::lspci::parse(s)?))),
+    parse: Some(|s, o| {
+        o.nested_lspci = Some(observe::lspci::parse(s)?);
+        Ok(())
+    }),
 };
 /// The nested guest's serial console and its QEMU's messages, for
 /// diagnosis (no check reads it).

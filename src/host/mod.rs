@@ -1,3 +1,428 @@
-//! The host side: the libvirt adapter, the only module that imports `virt`.
+//! The host boundary: what a run needs from the machine that runs its
+//! virtual hosts, always asked through the libvirt connection, never read
+//! from the machine nestlab itself runs on (which may be another one).
+//!
+//! - [`Host`], [`Guest`], [`ConsoleSource`]: the traits the runner talks
+//!   to. [`libvirt`] implements them over `virt` (the only module that
+//!   imports it); tests use a scripted fake ([`fake`]).
+//! - [`HostFacts`]: accelerator, CPU vendor, TSC frequency, QEMU and
+//!   libvirt versions, CPUs, memory and NUMA cells, from the connection's
+//!   capabilities.
+//! - [`Artifact`] and [`Host::stage`]: boot files go through the host, which
+//!   decides where they live for QEMU (a local connection uses the cache
+//!   path as it is).
 
 pub mod libvirt;
+
+#[cfg(test)]
+pub mod fake;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::model::{Accel, AccelChoice};
+use crate::observe::capabilities::{self, Capabilities};
+use crate::observe::domcaps::DomainCaps;
+
+/// A libvirt call that failed, with libvirt's error code kept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{op}: {message}")]
+pub struct HostError {
+    /// What was being done (`cannot destroy nestlab-minimal-1a2b3c`).
+    pub op: String,
+    /// libvirt's error number (`virErrorNumber`), when the error came
+    /// from libvirt.
+    pub code: Option<i32>,
+    /// libvirt's message.
+    pub message: String,
+}
+
+/// `VIR_ERR_NO_DOMAIN`: the domain does not exist.
+pub const VIR_ERR_NO_DOMAIN: i32 = 42;
+/// `VIR_ERR_OPERATION_INVALID`: e.g. destroying a domain that is not running.
+pub const VIR_ERR_OPERATION_INVALID: i32 = 55;
+
+impl HostError {
+    /// An error that did not come from libvirt.
+    pub fn other(op: impl Into<String>, message: impl Into<String>) -> HostError {
+        HostError {
+            op: op.into(),
+            code: None,
+            message: message.into(),
+        }
+    }
+    /// Whether libvirt said the domain does not exist: the only answer that
+    /// counts as "already gone".
+    pub fn is_no_domain(&self) -> bool {
+        self.code == Some(VIR_ERR_NO_DOMAIN)
+    }
+}
+
+/// A domain nestlab created (it carries nestlab's metadata namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedDomain {
+    /// Domain name.
+    pub name: String,
+    /// The `<nestlab:profile .../>` element, as libvirt returns it.
+    pub metadata: String,
+    /// Whether it runs.
+    pub active: bool,
+}
+
+/// Console bytes as they arrive; the channel closing is the end of the
+/// stream (after an `Err`, nothing more comes).
+pub type ConsoleStream = tokio::sync::mpsc::Receiver<Result<Vec<u8>, HostError>>;
+
+/// A source of console bytes.
+pub trait ConsoleSource: Send {
+    /// Reads console bytes, blocking until some arrive; `Ok(0)` is the end
+    /// of the stream.
+    ///
+    /// # Errors
+    /// When the stream breaks (the domain or the daemon went away).
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, HostError>;
+
+    /// The stream as a channel, read as it arrives ([`pump_thread`] for a
+    /// blocking source).
+    fn into_stream(self: Box<Self>) -> ConsoleStream;
+}
+
+/// Reads a blocking console source on a thread of its own and forwards
+/// what it reads; the thread ends with the stream or when the receiver is
+/// dropped (at its next read).
+pub fn pump_thread(mut src: Box<dyn ConsoleSource>) -> ConsoleStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match src.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx.blocking_send(Ok(buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// A started domain.
+pub trait Guest: Send + Sync {
+    /// Its name.
+    fn name(&self) -> &str;
+    /// Opens its serial console (do it while paused, so nothing is missed).
+    ///
+    /// # Errors
+    /// When libvirt refuses.
+    fn open_console(&self) -> Result<Box<dyn ConsoleSource>, HostError>;
+    /// Lets a paused domain run.
+    ///
+    /// # Errors
+    /// When libvirt refuses.
+    fn resume(&self) -> Result<(), HostError>;
+    /// Whether it still runs: `Ok(false)` only when libvirt says it is not
+    /// running or does not exist any more.
+    ///
+    /// # Errors
+    /// When libvirt cannot say (the daemon is gone).
+    fn is_active(&self) -> Result<bool, HostError>;
+    /// Destroys it; succeeds when it is gone afterwards (also when it was
+    /// gone already: libvirt said "no such domain").
+    ///
+    /// # Errors
+    /// When it may still exist afterwards.
+    fn destroy(&self) -> Result<(), HostError>;
+}
+
+/// A file a domain boots from (kernel, initramfs, disk image), named by
+/// its content so that a host can keep one copy per content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    /// Where it is on this machine.
+    pub path: PathBuf,
+    /// A name unique for its content (`<hash>-initrd.img`).
+    pub name: String,
+}
+
+/// What the runner needs from a hypervisor connection.
+pub trait Host: Send + Sync {
+    /// The URI it is connected to.
+    fn uri(&self) -> &str;
+    /// What the host offers (asked once per connection and kept).
+    ///
+    /// # Errors
+    /// When the daemon does not answer or its capabilities cannot be read.
+    fn facts(&self) -> Result<Arc<HostFacts>, HostError>;
+    /// What a domain of hypervisor type `virttype` (`kvm`, `qemu`) can
+    /// have there, for an x86_64 q35 machine.
+    ///
+    /// # Errors
+    /// When the daemon does not answer or has no such hypervisor type.
+    fn domain_caps(&self, virttype: &str) -> Result<DomainCaps, HostError>;
+    /// Where QEMU on that host finds `artifact`: its path on this machine
+    /// for a local connection.
+    ///
+    /// # Errors
+    /// When the file cannot be made available there.
+    fn stage(&self, artifact: &Artifact) -> Result<String, HostError>;
+    /// Creates a transient domain from XML, paused.
+    ///
+    /// # Errors
+    /// When libvirt refuses the XML or cannot start QEMU.
+    fn start_paused(&self, xml: &str) -> Result<Arc<dyn Guest>, HostError>;
+    /// The domains carrying nestlab's metadata namespace.
+    ///
+    /// # Errors
+    /// When listing fails.
+    fn owned_domains(&self) -> Result<Vec<OwnedDomain>, HostError>;
+    /// Destroys (and undefines, if persistent) a domain, only if it carries
+    /// nestlab's metadata. Returns false when it is not nestlab's.
+    ///
+    /// # Errors
+    /// When it does not exist or libvirt refuses.
+    fn remove_owned(&self, name: &str) -> Result<bool, HostError>;
+}
+
+/// A `major.minor.micro` version as libvirt reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl Version {
+    /// From libvirt's packed form (`major * 1,000,000 + minor * 1,000 + micro`).
+    pub fn from_packed(v: u64) -> Version {
+        Version(
+            (v / 1_000_000) as u32,
+            ((v / 1000) % 1000) as u32,
+            (v % 1000) as u32,
+        )
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// A QEMU device a profile may need, with the QEMU version that brought it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QemuDevice {
+    /// QEMU's device name (`igb`).
+    pub name: &'static str,
+    /// The first QEMU version that has it.
+    pub since: Version,
+}
+
+/// The devices nestlab's profiles use and when QEMU got them. Only these
+/// are asked about; libvirt does not list QEMU's devices, so the version
+/// the connection reports decides.
+pub const QEMU_DEVICES: &[QemuDevice] = &[
+    QemuDevice {
+        name: "pxb-pcie",
+        since: Version(2, 7, 0),
+    },
+    QemuDevice {
+        name: "pcie-root-port",
+        since: Version(2, 9, 0),
+    },
+    QemuDevice {
+        name: "intel-iommu",
+        since: Version(2, 7, 0),
+    },
+    QemuDevice {
+        name: "e1000e",
+        since: Version(2, 7, 0),
+    },
+    QemuDevice {
+        name: "igb",
+        since: Version(8, 0, 0),
+    },
+    QemuDevice {
+        name: "virtio-net-pci",
+        since: Version(2, 7, 0),
+    },
+];
+
+/// The entry of [`QEMU_DEVICES`] for a device name.
+pub fn qemu_device(name: &str) -> Option<&'static QemuDevice> {
+    QEMU_DEVICES.iter().find(|d| d.name == name)
+}
+
+/// What a host offers, as its libvirt connection says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    /// The connection's URI.
+    pub uri: String,
+    /// libvirt's version.
+    pub libvirt: Version,
+    /// The hypervisor's (QEMU's) version.
+    pub qemu: Version,
+    /// The capabilities document, parsed.
+    pub caps: Capabilities,
+}
+
+impl HostFacts {
+    /// Facts from a capabilities document and the versions.
+    ///
+    /// # Errors
+    /// When the document cannot be read.
+    pub fn from_capabilities(
+        uri: &str,
+        libvirt: Version,
+        qemu: Version,
+        caps_xml: &str,
+    ) -> Result<HostFacts, HostError> {
+        let caps = capabilities::parse(caps_xml).map_err(|e| {
+            HostError::other(
+                format!("cannot read the capabilities of {uri}"),
+                e.to_string(),
+            )
+        })?;
+        Ok(HostFacts {
+            uri: uri.to_string(),
+            libvirt,
+            qemu,
+            caps,
+        })
+    }
+
+    /// Whether KVM can run guests there: libvirt offers `type='kvm'` AND
+    /// the host CPU has vmx or svm. A paravirtual `/dev/kvm` without them
+    /// (this project's CI machines) does not count: a normal guest kernel
+    /// hangs under it.
+    pub fn kvm_usable(&self) -> Result<&'static str, String> {
+        match (self.caps.offers_kvm(), self.caps.virt_flag()) {
+            (true, Some(f)) => Ok(f),
+            (false, _) => Err("libvirt offers no KVM domains there (no usable /dev/kvm)".into()),
+            (true, None) => {
+                Err("the host CPU has neither vmx nor svm (a paravirtual /dev/kvm)".into())
+            }
+        }
+    }
+
+    /// Decides the accelerator, and says why.
+    pub fn choose_accel(&self, choice: AccelChoice) -> (Accel, String) {
+        match choice {
+            AccelChoice::Fixed(a) => (a, format!("forced with --accel {a}")),
+            AccelChoice::Auto => match self.kvm_usable() {
+                Ok(f) => (
+                    Accel::Kvm,
+                    format!("KVM is offered and the host CPU has {f}"),
+                ),
+                Err(why) => (Accel::Tcg, why),
+            },
+        }
+    }
+
+    /// The KVM module the virtual host loads for its own `/dev/kvm`:
+    /// under TCG the guest CPU is QEMU's `max`, which offers svm
+    /// (`kvm_amd`); under KVM it is the host's CPU (`kvm_intel` with vmx,
+    /// `kvm_amd` with svm). `None` when the host's CPU has neither.
+    pub fn guest_kvm_module(&self, accel: Accel) -> Option<&'static str> {
+        match accel {
+            Accel::Tcg => Some("kvm_amd"),
+            Accel::Kvm => match self.caps.virt_flag() {
+                Some("vmx") => Some("kvm_intel"),
+                Some(_) => Some("kvm_amd"),
+                None => None,
+            },
+        }
+    }
+
+    /// The host's TSC frequency in Hz, when libvirt knows it.
+    pub fn tsc_hz(&self) -> Option<u64> {
+        self.caps.cpu.tsc_hz
+    }
+
+    /// Whether the host's QEMU has a device (by [`QEMU_DEVICES`]; an
+    /// unknown device name counts as present).
+    pub fn has_device(&self, name: &str) -> bool {
+        qemu_device(name).map_or(true, |d| self.qemu >= d.since)
+    }
+
+    /// Host CPUs (from its NUMA cells).
+    pub fn cpus(&self) -> usize {
+        self.caps.cpu_count()
+    }
+}
+
+/// Whether a URI names the local machine (`qemu:///system`,
+/// `qemu:///session`: no host part), so that paths on this machine are
+/// paths for QEMU too.
+pub fn is_local_uri(uri: &str) -> bool {
+    match uri.split_once("://") {
+        None => true,
+        Some((scheme, rest)) => !scheme.contains('+') && (rest.starts_with('/') || rest.is_empty()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(xml: &str, qemu: Version) -> HostFacts {
+        HostFacts::from_capabilities("qemu:///system", Version(11, 3, 0), qemu, xml).unwrap()
+    }
+
+    const CI: &str = include_str!("../../tests/fixtures/observe/capabilities/ci-host.xml");
+
+    #[test]
+    fn accel_from_the_connection() {
+        let f = facts(CI, Version(10, 0, 2));
+        let (a, why) = f.choose_accel(AccelChoice::Auto);
+        assert_eq!(a, Accel::Tcg);
+        assert!(why.contains("neither vmx nor svm"), "{why}");
+        assert_eq!(f.choose_accel(AccelChoice::Fixed(Accel::Kvm)).0, Accel::Kvm);
+        let vmx = CI.replace("<feature name='ss'/>", "<feature name='vmx'/>");
+        let f = facts(&vmx, Version(10, 0, 2));
+        assert_eq!(f.choose_accel(AccelChoice::Auto).0, Accel::Kvm);
+        assert_eq!(f.guest_kvm_module(Accel::Kvm), Some("kvm_intel"));
+        assert_eq!(f.guest_kvm_module(Accel::Tcg), Some("kvm_amd"));
+        let no_kvm = vmx.replace("<domain type='kvm'/>", "");
+        let f = facts(&no_kvm, Version(10, 0, 2));
+        let (a, why) = f.choose_accel(AccelChoice::Auto);
+        assert_eq!(a, Accel::Tcg);
+        assert!(why.contains("no KVM"), "{why}");
+    }
+
+    #[test]
+    fn devices_by_qemu_version() {
+        assert!(facts(CI, Version(10, 0, 2)).has_device("igb"));
+        assert!(!facts(CI, Version(7, 2, 0)).has_device("igb"));
+        assert!(facts(CI, Version(7, 2, 0)).has_device("e1000e"));
+        assert_eq!(facts(CI, Version(7, 2, 0)).tsc_hz(), Some(2_793_448_000));
+        assert_eq!(Version::from_packed(10_000_002).to_string(), "10.0.2");
+    }
+
+    #[test]
+    fn local_uris() {
+        for u in ["qemu:///system", "qemu:///session", "test:///default"] {
+            assert!(is_local_uri(u), "{u}");
+        }
+        for u in [
+            "qemu+tcp://127.0.0.1:16599/system",
+            "qemu+ssh://root@host/system",
+            "qemu://host/system",
+        ] {
+            assert!(!is_local_uri(u), "{u}");
+        }
+    }
+
+    #[test]
+    fn only_no_domain_is_gone() {
+        let e = HostError {
+            op: "x".into(),
+            code: Some(VIR_ERR_NO_DOMAIN),
+            message: "Domain not found".into(),
+        };
+        assert!(e.is_no_domain());
+        assert!(!HostError::other("x", "connection closed").is_no_domain());
+    }
+}

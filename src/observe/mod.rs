@@ -33,7 +33,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Bdf;
 
+pub mod capabilities;
 pub mod dmesg;
+pub mod domcaps;
 pub mod iommu;
 pub mod kvm;
 pub mod lspci;
@@ -77,6 +79,29 @@ impl ParseError {
             ..self
         }
     }
+}
+
+/// A [`ParseError`] for XML quick-xml could not read into the wanted
+/// shape: at the line of the first syntax error when there is one (quick-xml's
+/// serde errors carry no position), else at line 1 with serde's message.
+pub(crate) fn xml_error(text: &str, e: quick_xml::DeError) -> ParseError {
+    let mut reader = quick_xml::Reader::from_str(text);
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(_) => {}
+            Err(syntax) => {
+                let at = (reader.buffer_position() as usize).min(text.len());
+                let line = text.as_bytes()[..at]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count()
+                    + 1;
+                return ParseError::at(line, format!("not well-formed XML: {syntax}"));
+            }
+        }
+    }
+    ParseError::at(1, format!("unexpected XML: {e}"))
 }
 
 /// Why a capture could not be read.

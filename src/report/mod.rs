@@ -98,6 +98,19 @@ pub struct Report {
     /// Where a run's time went, when it booted a guest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,
+    /// Steps of the in-guest agent that failed (a module that did not
+    /// load, VFs that could not be made); the agent went on after each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guest_errors: Vec<GuestStepError>,
+}
+
+/// A step of the in-guest agent that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestStepError {
+    /// `insmod`, `sriov`, `cpus`, `nested`, ...
+    pub step: String,
+    /// What failed, with the command's own message.
+    pub detail: String,
 }
 
 /// Where a run's time went (seconds of wall time on the host, except the
@@ -180,6 +193,7 @@ impl Report {
             error: None,
             seconds: None,
             timings: None,
+            guest_errors: Vec::new(),
         }
     }
 
@@ -192,6 +206,7 @@ impl Report {
             error: Some(why),
             seconds: None,
             timings: None,
+            guest_errors: Vec::new(),
         }
     }
 
@@ -258,6 +273,9 @@ impl Report {
         if let Some(e) = &self.error {
             let _ = writeln!(out, "  {e}");
         }
+        for g in &self.guest_errors {
+            let _ = writeln!(out, "  guest step failed: {}: {}", g.step, g.detail);
+        }
         if let (true, Some(t)) = (verbose, &self.timings) {
             let _ = writeln!(out, "  time: {}", t.to_line());
         }
@@ -265,93 +283,43 @@ impl Report {
     }
 }
 
-fn xml_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => o.push(' '),
-            c => o.push(c),
-        }
+/// What a set of reports amounts to, for an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overall {
+    /// Every profile passed (or was skipped, without `strict`).
+    Pass,
+    /// A check failed.
+    Fail,
+    /// A run had no verdict (infrastructure).
+    Error,
+    /// A profile was skipped and `strict` asks for everything to run.
+    Skipped,
+}
+
+/// Sums up reports: an error outweighs a failure, which outweighs a pass;
+/// with `strict`, a skipped profile counts as an error of its own kind.
+pub fn overall(reports: &[Report], strict: bool) -> Overall {
+    let any = |v: Verdict| reports.iter().any(|r| r.verdict == v);
+    if strict && any(Verdict::Skipped) {
+        Overall::Skipped
+    } else if any(Verdict::Error) {
+        Overall::Error
+    } else if any(Verdict::Fail) {
+        Overall::Fail
+    } else {
+        Overall::Pass
     }
-    o
 }
 
 /// JUnit XML for CI dashboards: one testsuite per profile, one testcase per
-/// check; an errored or skipped profile is one testcase carrying the reason.
+/// check; an errored or skipped profile is one testcase carrying the
+/// reason; the agent's failed steps go to the suite's `<system-err>`.
+/// Written with quick-xml, which escapes every attribute and text.
 pub fn junit(reports: &[Report]) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let total: usize = reports.iter().map(|r| r.checks.len().max(1)).sum();
-    let failures: usize = reports.iter().map(|r| r.counts().1).sum();
-    let errors = reports
-        .iter()
-        .filter(|r| r.verdict == Verdict::Error)
-        .count();
-    let _ = writeln!(out, "<testsuites name=\"nestlab\" tests=\"{total}\" failures=\"{failures}\" errors=\"{errors}\">");
-    for r in reports {
-        let (_, f, s) = r.counts();
-        let e = usize::from(r.verdict == Verdict::Error);
-        let _ = writeln!(
-            out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" errors=\"{e}\" skipped=\"{s}\" time=\"{:.3}\">",
-            xml_escape(&r.profile),
-            r.checks.len().max(1),
-            r.seconds.unwrap_or(0.0)
-        );
-        if r.checks.is_empty() {
-            let why = xml_escape(r.error.as_deref().unwrap_or(""));
-            let _ = writeln!(
-                out,
-                "    <testcase classname=\"{}\" name=\"run\">",
-                xml_escape(&r.profile)
-            );
-            match r.verdict {
-                Verdict::Skipped => {
-                    let _ = writeln!(out, "      <skipped message=\"{why}\"/>");
-                }
-                Verdict::Pass => {}
-                _ => {
-                    let _ = writeln!(out, "      <error message=\"{why}\"/>");
-                }
-            }
-            let _ = writeln!(out, "    </testcase>");
-        }
-        for c in &r.checks {
-            let _ = write!(
-                out,
-                "    <testcase classname=\"{}\" name=\"{}\"",
-                xml_escape(&r.profile),
-                xml_escape(&c.id)
-            );
-            match c.status {
-                Status::Pass => out.push_str("/>\n"),
-                Status::Skip => {
-                    let _ = writeln!(
-                        out,
-                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                        xml_escape(&c.message)
-                    );
-                }
-                Status::Fail => {
-                    let _ = writeln!(
-                        out,
-                        ">\n      <failure message=\"{}\">expected: {}\nobserved: {}</failure>\n    </testcase>",
-                        xml_escape(&c.message),
-                        xml_escape(&c.expected),
-                        xml_escape(&c.observed)
-                    );
-                }
-            }
-        }
-        let _ = writeln!(out, "  </testsuite>");
-    }
-    out.push_str("</testsuites>\n");
-    out
+    junit::write(reports)
 }
+
+mod junit;
 
 #[cfg(test)]
 mod tests {
@@ -403,6 +371,17 @@ mod tests {
             Report::from_checks("p", vec![], false).verdict,
             Verdict::Fail
         );
+    }
+
+    #[test]
+    fn overall_outcome() {
+        let r = |v| Report::without_checks("p", v, String::new());
+        use Verdict::*;
+        assert_eq!(overall(&[r(Pass), r(Skipped)], false), Overall::Pass);
+        assert_eq!(overall(&[r(Pass), r(Skipped)], true), Overall::Skipped);
+        assert_eq!(overall(&[r(Fail), r(Error)], false), Overall::Error);
+        assert_eq!(overall(&[r(Fail), r(Pass)], false), Overall::Fail);
+        assert_eq!(overall(&[], true), Overall::Pass);
     }
 
     #[test]

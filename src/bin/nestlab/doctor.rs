@@ -1,13 +1,15 @@
-//! `nestlab doctor`: what this host can run and why not. Each line says
-//! what to do about a problem.
+//! `nestlab doctor`: what the host behind a libvirt URI can run, and what
+//! to do about what it cannot. Everything about that host comes from its
+//! libvirt connection (so a remote URI is reported on correctly); only the
+//! guest kernel, which the appliance is built from, and the /dev/kvm
+//! permissions of a local daemon are looked at on this machine.
 
-use std::process::Command;
+use nestlab::host::{is_local_uri, QEMU_DEVICES};
+use nestlab::model::{Accel, AccelChoice};
 
-use nestlab::host::libvirt::{Hypervisor, Libvirt};
-use nestlab::runner::{choose_accel, host_virt_flag};
-
-use crate::cli::{KernelArgs, EXIT_FAIL, EXIT_OK};
-use crate::run::default_uri;
+use crate::args::KernelArgs;
+use crate::common::{connect, default_uri};
+use crate::exit;
 
 struct Line {
     ok: bool,
@@ -15,89 +17,131 @@ struct Line {
     fix: Option<String>,
 }
 
-fn line(ok: bool, what: impl Into<String>, fix: Option<&str>) -> Line {
+fn line(ok: bool, what: impl Into<String>, fix: Option<String>) -> Line {
     Line {
         ok,
         what: what.into(),
-        fix: fix.map(str::to_string),
+        fix,
     }
 }
 
-pub fn cmd_doctor(connect: Option<String>, kernel: &KernelArgs) -> u8 {
-    let uri = connect.unwrap_or_else(default_uri);
-    let mut lines = Vec::new();
-    match Libvirt::connect(&uri) {
-        Ok(l) => match l.versions() {
-            Ok((lib, hyp)) => lines.push(line(
-                true,
-                format!("libvirt {lib} reachable at {uri}, QEMU {hyp}"),
-                None,
-            )),
-            Err(e) => lines.push(line(
+/// What each QEMU device is needed for.
+fn need(dev: &str) -> &'static str {
+    match dev {
+        "pxb-pcie" | "pcie-root-port" => "every profile",
+        "intel-iommu" => "profiles with [iommu]",
+        "e1000e" => "e1000e NICs",
+        "igb" => "igb NICs and SR-IOV",
+        "virtio-net-pci" => "virtio NICs",
+        _ => "some profiles",
+    }
+}
+
+fn host_lines(uri: &str, lines: &mut Vec<Line>) {
+    let host = match connect(uri) {
+        Ok(h) => h,
+        Err(_) => {
+            lines.push(line(
+                false,
+                format!("libvirt not reachable at {uri}"),
+                Some("start it: ./dev libvirtd (under tini -s, which reaps QEMU at once), or virtlogd -d; libvirtd -d".into()),
+            ));
+            return;
+        }
+    };
+    let facts = match host.facts() {
+        Ok(f) => f,
+        Err(e) => {
+            lines.push(line(
                 false,
                 format!("libvirt at {uri}: {e}"),
-                Some("restart libvirtd"),
-            )),
-        },
-        Err(e) => lines.push(line(
-            false,
-            format!("libvirt not reachable: {e}"),
-            Some("start it: ./dev libvirtd (under tini -s, which reaps QEMU at once), or virtlogd -d; libvirtd -d"),
-        )),
+                Some("restart libvirtd".into()),
+            ));
+            return;
+        }
+    };
+    lines.push(line(
+        true,
+        format!(
+            "libvirt {} reachable at {uri}, QEMU {}; {} CPUs, {} MiB in {} NUMA cell(s)",
+            facts.libvirt,
+            facts.qemu,
+            facts.cpus(),
+            facts.caps.memory_kib() / 1024,
+            facts.caps.cells.len()
+        ),
+        None,
+    ));
+    for d in QEMU_DEVICES {
+        let has = facts.has_device(d.name);
+        lines.push(line(
+            has,
+            format!(
+                "QEMU device {} ({}): {}",
+                d.name,
+                need(d.name),
+                if has { "yes" } else { "missing" }
+            ),
+            (!has).then(|| {
+                format!(
+                    "install QEMU >= {}.{} (Debian: qemu-system-x86 from bookworm-backports)",
+                    d.since.0, d.since.1
+                )
+            }),
+        ));
     }
-    let qemu = "qemu-system-x86_64";
-    match Command::new(qemu).arg("--version").output() {
-        Ok(o) => {
-            let v = String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string();
-            lines.push(line(true, v, None));
-            let devs = Command::new(qemu)
-                .args(["-device", "help"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            for (dev, need) in [
-                ("pxb-pcie", "every profile"),
-                ("pcie-root-port", "every profile"),
-                ("intel-iommu", "profiles with [iommu]"),
-                ("e1000e", "e1000e NICs"),
-                ("igb", "igb NICs and SR-IOV (QEMU >= 8.0)"),
-                ("virtio-net-pci", "virtio NICs"),
-            ] {
-                let has = devs.contains(&format!("name \"{dev}\""));
-                lines.push(line(
-                    has,
-                    format!(
-                        "QEMU device {dev} ({need}): {}",
-                        if has { "yes" } else { "missing" }
-                    ),
-                    (!has).then_some(
-                        "install QEMU >= 8.0 (Debian: qemu-system-x86 from bookworm-backports)",
-                    ),
-                ));
+    let (accel, why) = facts.choose_accel(AccelChoice::Auto);
+    lines.push(line(true, format!("accelerator: {accel} ({why})"), None));
+    match accel {
+        Accel::Tcg => lines.push(line(
+            true,
+            "TCG: the virtual host's CPU is QEMU's max model, which offers svm, so it gets a working /dev/kvm (kvm_amd)",
+            None,
+        )),
+        Accel::Kvm => {
+            let module = match facts.caps.virt_flag() {
+                Some("vmx") => "kvm_intel",
+                _ => "kvm_amd",
+            };
+            match host.domain_caps("kvm") {
+                Ok(d) => {
+                    let on = d.nested_flag().is_some();
+                    lines.push(line(
+                        on,
+                        format!(
+                            "nested virtualisation: {} (the host-model CPU {} vmx/svm)",
+                            if on { "on" } else { "off" },
+                            if on { "offers" } else { "lacks" }
+                        ),
+                        (!on).then(|| {
+                            format!("on that host: modprobe -r {module} && modprobe {module} nested=1")
+                        }),
+                    ));
+                }
+                Err(e) => lines.push(line(false, format!("KVM domain capabilities: {e}"), None)),
             }
         }
-        Err(_) => lines.push(line(
-            false,
-            "qemu-system-x86_64 not found",
-            Some("apt-get install qemu-system-x86 (./dev setup does)"),
-        )),
     }
-    let (accel, why) = choose_accel();
-    lines.push(line(true, format!("accelerator: {accel} ({why})"), None));
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if is_local_uri(uri) {
+        kvm_permissions(lines);
+    }
+}
+
+/// A local daemon's pitfall: /dev/kvm root:root 0600 makes libvirt drop its
+/// capability cache on every domain start (~90 s each).
+fn kvm_permissions(lines: &mut Vec<Line>) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     match std::fs::metadata("/dev/kvm") {
         Ok(m) => {
-            use std::os::unix::fs::{MetadataExt, PermissionsExt};
             let mode = m.permissions().mode() & 0o777;
             let group_ok = mode & 0o060 == 0o060;
             lines.push(line(
                 group_ok,
                 format!("/dev/kvm mode {mode:o} gid {}", m.gid()),
-                (!group_ok).then_some("chgrp kvm /dev/kvm && chmod 660 /dev/kvm (else every libvirt start takes ~90 s)"),
+                (!group_ok).then(|| {
+                    "chgrp kvm /dev/kvm && chmod 660 /dev/kvm (else every libvirt start takes ~90 s)"
+                        .to_string()
+                }),
             ));
         }
         Err(_) => lines.push(line(
@@ -106,15 +150,12 @@ pub fn cmd_doctor(connect: Option<String>, kernel: &KernelArgs) -> u8 {
             None,
         )),
     }
-    match host_virt_flag(&cpuinfo) {
-        Some(f) => {
-            let module = if f == "vmx" { "kvm_intel" } else { "kvm_amd" };
-            let nested = std::fs::read_to_string(format!("/sys/module/{module}/parameters/nested")).unwrap_or_default();
-            let on = matches!(nested.trim(), "Y" | "1");
-            lines.push(line(on, format!("{module} nested: {}", if on { "on" } else { "off" }), (!on).then_some("modprobe -r {module}; modprobe {module} nested=1")));
-        }
-        None => lines.push(line(true, "host CPU has no vmx/svm: KVM unusable, TCG used (the guest still gets /dev/kvm via -cpu max)", None)),
-    }
+}
+
+pub fn main(connect_uri: Option<String>, kernel: &KernelArgs) -> u8 {
+    let uri = connect_uri.unwrap_or_else(default_uri);
+    let mut lines = Vec::new();
+    host_lines(&uri, &mut lines);
     let spec = nestlab::guest::appliance::ApplianceSpec {
         kernel: kernel.kernel.clone(),
         modules_dir: kernel.modules.clone(),
@@ -129,7 +170,7 @@ pub fn cmd_doctor(connect: Option<String>, kernel: &KernelArgs) -> u8 {
         Err(e) => lines.push(line(
             false,
             format!("no guest kernel: {e}"),
-            Some("./dev setup fetches one, or pass --kernel"),
+            Some("./dev setup fetches one, or pass --kernel".into()),
         )),
     }
     let mut bad = false;
@@ -141,8 +182,8 @@ pub fn cmd_doctor(connect: Option<String>, kernel: &KernelArgs) -> u8 {
         }
     }
     if bad {
-        EXIT_FAIL
+        exit::FAIL
     } else {
-        EXIT_OK
+        exit::OK
     }
 }

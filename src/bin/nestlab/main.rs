@@ -1,8 +1,43 @@
-//! The `nestlab` command. All of it lives in [`cli`]; this only runs it.
-mod cli;
-mod doctor;
-mod run;
+//! The `nestlab` command: clap's view of the arguments, and one file per
+//! command. Everything that is not about the terminal lives in the library.
 
-fn main() -> std::process::ExitCode {
-    cli::main()
+mod appliance;
+mod args;
+mod check;
+mod common;
+mod doctor;
+mod down;
+mod exit;
+mod expect;
+mod profiles;
+mod run;
+mod up;
+mod validate;
+mod xml;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Xml(a) => xml::main(a),
+        Command::Validate { profiles } => validate::main(&profiles),
+        Command::Profiles => profiles::main(),
+        Command::Expect { profile, json } => expect::main(&profile, json),
+        Command::Check(a) => check::main(a),
+        Command::CaptureScript => {
+            print!("{}", nestlab::guest::agent::capture_script());
+            exit::OK
+        }
+        Command::Appliance { kernel, prune } => appliance::main(&kernel, prune),
+        Command::Run(a) => run::main(a),
+        Command::Up { profile, run } => up::main(&profile, &run),
+        Command::Down(a) => down::main(a),
+        Command::Doctor { connect, kernel } => doctor::main(connect, &kernel),
+    };
+    ExitCode::from(code)
 }

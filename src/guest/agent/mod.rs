@@ -15,7 +15,8 @@ use std::str::FromStr;
 
 use crate::capture::Scope;
 use crate::guest::protocol::Nonce;
-use crate::model::Bdf;
+use crate::host::HostFacts;
+use crate::model::{Accel, Bdf, Topology};
 
 pub use script::*;
 
@@ -31,6 +32,9 @@ pub enum AgentError {
     /// An assigned device id that is not `nic<N>` or `nic<N>.vf<M>`.
     #[error("assigned device id '{0}': must be nic<N> or nic<N>.vf<M>")]
     BadAssignId(String),
+    /// A device named in `[nested] assign` that the topology does not have.
+    #[error("nested.assign: {0} is not in the topology")]
+    NotInTopology(String),
     /// An assigned device address out of the PCI ranges.
     #[error("assigned device {id}: address {bdf} is not a valid PCI address (slot 0..=31, function 0..=7)")]
     BadAssignAddress {
@@ -134,6 +138,29 @@ pub fn is_valid_assign_id(id: &str) -> bool {
     }
 }
 
+/// The kernel modules the agent loads for a run of `t` under `accel` on a
+/// host with `facts`: igb when a NIC has VFs (not igbvf: VFs stay unbound,
+/// free for vfio-pci), kvm with the module for the virtual host's CPU
+/// ([`HostFacts::guest_kvm_module`]: kvm_amd under TCG, whose `-cpu max`
+/// offers svm), and vfio, vfio_iommu_type1, vfio_pci when the profile
+/// assigns devices to a nested guest.
+pub fn modules_for(t: &Topology, facts: &HostFacts, accel: Accel) -> Vec<String> {
+    let mut m = Vec::new();
+    if t.devices.iter().any(|d| !d.vfs.is_empty()) {
+        m.push("igb".to_string());
+    }
+    m.push("kvm".to_string());
+    if let Some(k) = facts.guest_kvm_module(accel) {
+        m.push(k.to_string());
+    }
+    if !t.profile.nested.is_empty() {
+        for v in ["vfio", "vfio_iommu_type1", "vfio_pci"] {
+            m.push(v.to_string());
+        }
+    }
+    m
+}
+
 /// Seconds the nested step waits for one run of the nested guest unless
 /// told otherwise (`nestlab.nested_timeout=`); a run that times out is
 /// tried once more. It takes 10 to 12 s under TCG on the project's 2-core
@@ -174,6 +201,48 @@ impl AgentParams {
             nested_timeout_secs: DEFAULT_NESTED_TIMEOUT_SECS,
             mode: Mode::Probe,
         }
+    }
+
+    /// The parameters of a run of `t`: the kernel modules ([`modules_for`]),
+    /// the VFs to create, the devices to assign (with `nested_timeout_secs`
+    /// for one nested run) and the mode.
+    ///
+    /// # Errors
+    /// [`AgentError::NotInTopology`] when `[nested] assign` names a device
+    /// the topology does not have.
+    pub fn for_topology(
+        t: &Topology,
+        nonce: Nonce,
+        modules: Vec<String>,
+        mode: Mode,
+        nested_timeout_secs: u32,
+    ) -> Result<AgentParams, AgentError> {
+        let mut p = AgentParams::new(nonce);
+        p.mode = mode;
+        p.modules = modules;
+        p.nested_timeout_secs = nested_timeout_secs;
+        p.sriov = t
+            .devices
+            .iter()
+            .filter(|d| !d.vfs.is_empty())
+            .map(|d| SriovRequest {
+                pf: d.guest_bdf,
+                num_vfs: d.vfs.len() as u16,
+            })
+            .collect();
+        for r in &t.profile.nested {
+            let missing = || AgentError::NotInTopology(r.to_string());
+            let d = t.devices.get(r.nic).ok_or_else(missing)?;
+            let bdf = match r.vf {
+                Some(i) => d.vfs.get(i as usize).ok_or_else(missing)?.guest_bdf,
+                None => d.guest_bdf,
+            };
+            p.assign.push(Assignment {
+                id: r.to_string(),
+                bdf,
+            });
+        }
+        Ok(p)
     }
 
     /// The files the appliance prints with these parameters: [`CAPTURES`],

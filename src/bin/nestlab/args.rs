@@ -1,0 +1,198 @@
+//! The command line, as clap derives it; doc comments are the help.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use nestlab::model::{Accel, AccelChoice};
+
+/// nestlab: declarative NUMA / PCIe / IOMMU virtual hosts on libvirt,
+/// booted and verified from the inside.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Print the libvirt domain XML of a profile.
+    Xml(XmlArgs),
+    /// Check profiles; print nothing but errors.
+    Validate {
+        /// Profiles: paths or shipped names.
+        #[arg(required = true)]
+        profiles: Vec<String>,
+    },
+    /// List the shipped profiles.
+    Profiles,
+    /// Print what the guest of a profile must show (NUMA nodes, buses,
+    /// devices, IOMMU), derived from the same topology as the XML.
+    Expect {
+        /// Profile: a path or a shipped name.
+        profile: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Judge a capture directory (see `capture-script`) against a profile.
+    /// Exit 0: at least one check ran and none failed; 1: a check failed;
+    /// 2: the profile or a capture file cannot be read.
+    Check(CheckArgs),
+    /// Print a POSIX sh script that writes the capture directory inside any
+    /// Linux guest (`sh capture.sh DIR`), for `nestlab check --from DIR`.
+    CaptureScript,
+    /// Build (or find in the cache) the probe appliance: kernel + initramfs.
+    Appliance {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        /// Then remove the cached appliances this one does not use and no
+        /// run used in the last hour (other nestlab versions and kernels).
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Boot each profile's virtual host through libvirt and verify what its
+    /// guest shows. Exit 0: all passed; 1: a check failed; 2: invalid input;
+    /// 3: infrastructure (libvirt unreachable, boot failed, timeout).
+    Run(RunCmd),
+    /// Start a virtual host and leave it running with a shell on its serial
+    /// console, for interactive work. Remove it with `nestlab down`.
+    Up {
+        /// Profile: a path or a shipped name.
+        profile: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Destroy virtual hosts nestlab started (only domains carrying
+    /// nestlab's metadata are ever touched).
+    Down(DownArgs),
+    /// What this host can run, and what to do about what it cannot.
+    Doctor {
+        /// libvirt URI (default: qemu:///system as root, else qemu:///session).
+        #[arg(long, short = 'c', env = "NESTLAB_CONNECT")]
+        connect: Option<String>,
+        #[command(flatten)]
+        kernel: KernelArgs,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct XmlArgs {
+    /// Profile: a path to a TOML file, or the name of a shipped profile.
+    pub profile: String,
+    /// kvm (type='kvm', host-passthrough) or tcg (type='qemu', maximum).
+    #[arg(long, default_value = "kvm")]
+    pub accel: Accel,
+    /// Kernel path to put in <os><kernel> (default: a placeholder).
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Initramfs path to put in <os><initrd> (default: a placeholder).
+    #[arg(long)]
+    pub initrd: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// Profile: a path or a shipped name.
+    pub profile: String,
+    /// The capture directory.
+    #[arg(long = "from", value_name = "DIR")]
+    pub from: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Count checks whose input was not captured as failures.
+    #[arg(long)]
+    pub require_all: bool,
+    /// List passing and skipped checks too.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(clap::Args)]
+pub struct RunCmd {
+    /// Profiles: paths or shipped names (default: reference).
+    pub profiles: Vec<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Keep, per profile, capture/, domain.xml, console.log and report.json here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the reports as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Write JUnit XML (one testcase per check, a suite per profile).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Profiles to boot at once.
+    #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
+    /// List passing and skipped checks too.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Fail (exit 3) when a profile is skipped because the host's QEMU
+    /// lacks a device it needs (igb needs QEMU >= 8.0).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(clap::Args)]
+pub struct DownArgs {
+    /// Domain name (see `nestlab down --list`).
+    pub name: Option<String>,
+    /// Every nestlab domain.
+    #[arg(long, conflicts_with = "name")]
+    pub all: bool,
+    /// Only list nestlab's domains.
+    #[arg(long, conflicts_with_all = ["name", "all"])]
+    pub list: bool,
+    /// libvirt URI (default: qemu:///system as root, else qemu:///session).
+    #[arg(long, short = 'c', env = "NESTLAB_CONNECT")]
+    pub connect: Option<String>,
+}
+
+/// Where the guest kernel comes from.
+#[derive(clap::Args, Clone)]
+pub struct KernelArgs {
+    /// Guest kernel image (default: $NESTLAB_KERNEL, the host's
+    /// /boot/vmlinuz-$(uname -r), else the one ./dev setup fetched).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// The kernel's modules directory (/lib/modules/<version>).
+    #[arg(long, value_name = "DIR")]
+    pub modules: Option<PathBuf>,
+}
+
+/// Options shared by `run` and `up`.
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    /// libvirt URI (default: qemu:///system as root, else qemu:///session).
+    #[arg(long, short = 'c', env = "NESTLAB_CONNECT")]
+    pub connect: Option<String>,
+    /// auto (KVM when the host offers it and its CPU has vmx/svm, else TCG), kvm or tcg.
+    #[arg(long, default_value = "auto")]
+    pub accel: AccelChoice,
+    /// Seconds to wait for the guest kernel to reach the agent.
+    #[arg(long, default_value_t = 120)]
+    pub boot_timeout: u64,
+    /// Seconds to wait for the agent's captures once it started.
+    #[arg(long, default_value_t = 180)]
+    pub probe_timeout: u64,
+    /// Boot again this many times when a phase times out or the virtual
+    /// host's console goes quiet (TCG guests with many vCPUs occasionally
+    /// hang: before /init, bringing CPUs online, during the nested step).
+    #[arg(long, default_value_t = 1)]
+    pub retries: u32,
+    /// Leave out the nested step of profiles with [nested]: the topology
+    /// is checked, no device is assigned, no nested guest is booted (under
+    /// TCG the reference takes about 8 s instead of 25).
+    #[arg(long)]
+    pub skip_nested: bool,
+    /// Boot this initramfs instead of the probe appliance's (advanced: it
+    /// must print the agent's console protocol; used by the fault tests).
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}

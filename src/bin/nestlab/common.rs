@@ -1,0 +1,157 @@
+//! What several commands share: printing errors, loading profiles,
+//! connecting to libvirt, the tokio runtime and signals.
+
+use std::sync::Arc;
+
+use nestlab::front::load_profile_arg;
+use nestlab::guest::appliance::{Appliance, ApplianceSpec};
+use nestlab::host::libvirt::Libvirt;
+use nestlab::host::Host;
+use nestlab::model::{Accel, Topology};
+use nestlab::resolve;
+
+use crate::args::{KernelArgs, RunArgs};
+use crate::exit;
+
+/// Prints an error with its whole source chain, once.
+pub fn print_error(err: &dyn std::error::Error) {
+    let mut msg = format!("error: {err}");
+    let mut source = err.source();
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    eprintln!("{msg}");
+}
+
+/// Loads, validates and resolves a profile; prints the error and returns
+/// [`exit::INVALID`] when it cannot.
+pub fn load_topology(profile: &str) -> Result<Topology, u8> {
+    let p = load_profile_arg(profile).map_err(|e| {
+        print_error(&e);
+        exit::INVALID
+    })?;
+    resolve::resolve(&p).map_err(|e| {
+        print_error(&e);
+        exit::INVALID
+    })
+}
+
+/// Loads a profile for `run` or `up`, without its nested step under
+/// `--skip-nested` (saying so).
+pub fn load_run_topology(profile: &str, args: &RunArgs) -> Result<Topology, u8> {
+    let mut t = load_topology(profile)?;
+    if args.skip_nested && !t.profile.nested.is_empty() {
+        eprintln!(
+            "nestlab: {}: nested step left out (--skip-nested)",
+            t.profile.name
+        );
+        t.profile.nested.clear();
+    }
+    Ok(t)
+}
+
+/// The default URI: the system daemon for root, the session one otherwise.
+pub fn default_uri() -> String {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false);
+    if root {
+        "qemu:///system".into()
+    } else {
+        "qemu:///session".into()
+    }
+}
+
+/// Connects to libvirt at `uri`; prints what went wrong.
+pub fn connect(uri: &str) -> Result<Arc<dyn Host>, u8> {
+    Libvirt::connect(uri)
+        .map(|l| Arc::new(l) as Arc<dyn Host>)
+        .map_err(|e| {
+            print_error(&e);
+            eprintln!("hint: is libvirtd running? (./dev setup starts it; `nestlab doctor` checks the host)");
+            exit::INFRA
+        })
+}
+
+/// Builds or finds the probe appliance; prints the error and returns
+/// [`exit::INFRA`] when it cannot.
+pub fn build_appliance(k: &KernelArgs) -> Result<Appliance, u8> {
+    let spec = ApplianceSpec {
+        kernel: k.kernel.clone(),
+        modules_dir: k.modules.clone(),
+        ..Default::default()
+    };
+    nestlab::guest::appliance::build(&spec).map_err(|e| {
+        print_error(&e);
+        exit::INFRA
+    })
+}
+
+/// What `run` and `up` need before booting anything.
+pub struct Prepared {
+    pub accel: Accel,
+    pub uri: String,
+    pub appliance: Appliance,
+    pub host: Arc<dyn Host>,
+}
+
+/// Connects to libvirt, asks it for the host's facts, decides the
+/// accelerator from them, and builds the appliance; prints what went wrong
+/// and returns its exit code.
+pub fn prepare(args: &RunArgs) -> Result<Prepared, u8> {
+    let uri = args.connect.clone().unwrap_or_else(default_uri);
+    let host = connect(&uri)?;
+    let facts = host.facts().map_err(|e| {
+        print_error(&e);
+        exit::INFRA
+    })?;
+    let (accel, why) = facts.choose_accel(args.accel);
+    eprintln!(
+        "nestlab: accelerator {accel} ({why}); libvirt {} at {uri}, QEMU {}",
+        facts.libvirt, facts.qemu
+    );
+    let mut appliance = build_appliance(&args.kernel)?;
+    if let Some(initrd) = &args.initrd {
+        if let Err(e) = std::fs::File::open(initrd) {
+            eprintln!("error: --initrd {}: {e}", initrd.display());
+            return Err(exit::INFRA);
+        }
+        appliance.initrd = initrd.clone();
+    }
+    Ok(Prepared {
+        accel,
+        uri,
+        appliance,
+        host,
+    })
+}
+
+/// The multi-threaded runtime the runs use.
+pub fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            print_error(&e);
+            exit::INFRA
+        })
+}
+
+/// Waits for SIGINT or SIGTERM; returns the exit code for it.
+pub async fn signalled() -> u8 {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => exit::SIGINT,
+        _ = term.recv() => exit::SIGTERM,
+    }
+}

@@ -1,0 +1,310 @@
+//! A scripted fake host for the runner's tests: each domain start plays the
+//! next [`Script`] (what its console prints and when, whether it dies, how
+//! destroy goes), and everything the runner asked for is logged, so tests
+//! can check that every domain was destroyed. The console is played by a
+//! tokio task with tokio's clock, so tests run with a paused clock: a
+//! 120 s boot timeout takes no time.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{
+    Artifact, ConsoleSource, ConsoleStream, Guest, Host, HostError, HostFacts, OwnedDomain,
+    Version, VIR_ERR_NO_DOMAIN,
+};
+
+/// One thing a fake console does.
+#[derive(Debug, Clone)]
+pub enum Say {
+    /// Prints this text, `{nonce}` replaced by the boot's nonce.
+    Text(String),
+    /// Waits (tokio time).
+    Wait(Duration),
+    /// Ends the stream (the domain may still run: see [`Script::alive`]).
+    End,
+    /// The stream breaks with this error.
+    Fail(HostError),
+    /// Prints nothing more, ever.
+    Hang,
+}
+
+/// What one domain start does.
+#[derive(Debug, Clone, Default)]
+pub struct Script {
+    /// The start fails with this.
+    pub start_error: Option<HostError>,
+    /// One list per console opening, in order; an opening beyond them fails.
+    pub consoles: Vec<Vec<Say>>,
+    /// Whether the domain still runs when its console ended (until destroyed).
+    pub alive: bool,
+    /// `is_active` fails with this (the daemon went away).
+    pub active_error: Option<HostError>,
+    /// The destroy fails with this.
+    pub destroy_error: Option<HostError>,
+    /// The start blocks until this many milliseconds passed (real time),
+    /// after telling [`FakeHost::starting`].
+    pub start_block_ms: u64,
+}
+
+/// A console that prints the given lines with the nonce filled in.
+pub fn console(lines: impl IntoIterator<Item = Say>) -> Vec<Say> {
+    lines.into_iter().collect()
+}
+
+struct State {
+    scripts: VecDeque<Script>,
+    log: Vec<String>,
+    started: u32,
+}
+
+/// The fake host.
+pub struct FakeHost {
+    facts: Arc<HostFacts>,
+    state: Arc<Mutex<State>>,
+    /// Told the domain's name when a start begins (cancellation tests).
+    pub starting: tokio::sync::watch::Sender<Option<String>>,
+}
+
+impl FakeHost {
+    /// A host like this project's CI machines (TCG, QEMU `qemu`), playing
+    /// `scripts` in order.
+    pub fn new(qemu: Version, scripts: impl IntoIterator<Item = Script>) -> Arc<FakeHost> {
+        let xml = include_str!("../../tests/fixtures/observe/capabilities/ci-host.xml");
+        let facts = HostFacts::from_capabilities("fake:///", Version(11, 3, 0), qemu, xml)
+            .expect("the fixture parses");
+        Arc::new(FakeHost {
+            facts: Arc::new(facts),
+            state: Arc::new(Mutex::new(State {
+                scripts: scripts.into_iter().collect(),
+                log: Vec::new(),
+                started: 0,
+            })),
+            starting: tokio::sync::watch::channel(None).0,
+        })
+    }
+
+    /// Everything asked for, in order: `start NAME`, `console NAME`,
+    /// `resume NAME`, `destroy NAME`, ...
+    pub fn log(&self) -> Vec<String> {
+        self.state.lock().map(|s| s.log.clone()).unwrap_or_default()
+    }
+
+    /// The log entries starting with `what`.
+    pub fn count(&self, what: &str) -> usize {
+        self.log().iter().filter(|l| l.starts_with(what)).count()
+    }
+
+    /// Domains started and not destroyed.
+    pub fn leaked(&self) -> Vec<String> {
+        let log = self.log();
+        log.iter()
+            .filter_map(|l| l.strip_prefix("start "))
+            .filter(|n| !log.contains(&format!("destroy {n}")))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn push(state: &Arc<Mutex<State>>, line: String) {
+    if let Ok(mut s) = state.lock() {
+        s.log.push(line);
+    }
+}
+
+struct FakeGuest {
+    name: String,
+    nonce: String,
+    script: Mutex<Script>,
+    destroyed: Mutex<bool>,
+    state: Arc<Mutex<State>>,
+}
+
+struct FakeConsole {
+    says: Vec<Say>,
+    nonce: String,
+}
+
+impl ConsoleSource for FakeConsole {
+    fn read(&mut self, _buf: &mut [u8]) -> Result<usize, HostError> {
+        Err(HostError::other("fake console", "read through into_stream"))
+    }
+
+    fn into_stream(self: Box<Self>) -> ConsoleStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            for say in self.says {
+                match say {
+                    Say::Text(t) => {
+                        let t = t.replace("{nonce}", &self.nonce);
+                        if tx.send(Ok(t.into_bytes())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Say::Wait(d) => tokio::time::sleep(d).await,
+                    Say::End => return,
+                    Say::Fail(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                    Say::Hang => {
+                        tx.closed().await;
+                        return;
+                    }
+                }
+            }
+            // Out of script: hang like a guest that prints nothing more.
+            tx.closed().await;
+        });
+        rx
+    }
+}
+
+impl Guest for FakeGuest {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn open_console(&self) -> Result<Box<dyn ConsoleSource>, HostError> {
+        push(&self.state, format!("console {}", self.name));
+        let mut s = self
+            .script
+            .lock()
+            .map_err(|_| HostError::other("fake", "poisoned"))?;
+        if s.consoles.is_empty() {
+            return Err(HostError::other(
+                format!("cannot open the console of {}", self.name),
+                "no console left in the script",
+            ));
+        }
+        Ok(Box::new(FakeConsole {
+            says: s.consoles.remove(0),
+            nonce: self.nonce.clone(),
+        }))
+    }
+
+    fn resume(&self) -> Result<(), HostError> {
+        push(&self.state, format!("resume {}", self.name));
+        Ok(())
+    }
+
+    fn is_active(&self) -> Result<bool, HostError> {
+        if *self
+            .destroyed
+            .lock()
+            .map_err(|_| HostError::other("fake", "poisoned"))?
+        {
+            return Ok(false);
+        }
+        let s = self
+            .script
+            .lock()
+            .map_err(|_| HostError::other("fake", "poisoned"))?;
+        match &s.active_error {
+            Some(e) => Err(e.clone()),
+            None => Ok(s.alive),
+        }
+    }
+
+    fn destroy(&self) -> Result<(), HostError> {
+        let s = self
+            .script
+            .lock()
+            .map_err(|_| HostError::other("fake", "poisoned"))?;
+        if let Some(e) = &s.destroy_error {
+            push(&self.state, format!("destroy-failed {}", self.name));
+            return Err(e.clone());
+        }
+        push(&self.state, format!("destroy {}", self.name));
+        if let Ok(mut d) = self.destroyed.lock() {
+            *d = true;
+        }
+        Ok(())
+    }
+}
+
+impl Host for FakeHost {
+    fn uri(&self) -> &str {
+        "fake:///"
+    }
+
+    fn facts(&self) -> Result<Arc<HostFacts>, HostError> {
+        Ok(self.facts.clone())
+    }
+
+    fn domain_caps(
+        &self,
+        virttype: &str,
+    ) -> Result<crate::observe::domcaps::DomainCaps, HostError> {
+        let xml = match virttype {
+            "kvm" => include_str!("../../tests/fixtures/observe/domcaps/ci-host-kvm.xml"),
+            _ => include_str!("../../tests/fixtures/observe/domcaps/ci-host-qemu.xml"),
+        };
+        crate::observe::domcaps::parse(xml).map_err(|e| HostError::other("fake", e.to_string()))
+    }
+
+    fn stage(&self, artifact: &Artifact) -> Result<String, HostError> {
+        Ok(format!("/staged/{}", artifact.name))
+    }
+
+    fn start_paused(&self, xml: &str) -> Result<Arc<dyn Guest>, HostError> {
+        let dom = crate::xml::domain::Domain::from_xml(xml)
+            .map_err(|e| HostError::other("fake: the XML does not parse", e.to_string()))?;
+        let nonce = dom
+            .os
+            .cmdline
+            .split_whitespace()
+            .find_map(|a| a.strip_prefix("nestlab.nonce="))
+            .unwrap_or("")
+            .to_string();
+        let script = {
+            let mut s = self
+                .state
+                .lock()
+                .map_err(|_| HostError::other("fake", "poisoned"))?;
+            s.started += 1;
+            s.scripts.pop_front().unwrap_or_default()
+        };
+        if let Some(e) = script.start_error.clone() {
+            push(&self.state, format!("start-failed {}", dom.name));
+            return Err(e);
+        }
+        let _ = self.starting.send(Some(dom.name.clone()));
+        if script.start_block_ms > 0 {
+            std::thread::sleep(Duration::from_millis(script.start_block_ms));
+        }
+        push(&self.state, format!("start {}", dom.name));
+        Ok(Arc::new(FakeGuest {
+            name: dom.name,
+            nonce,
+            script: Mutex::new(script),
+            destroyed: Mutex::new(false),
+            state: self.state.clone(),
+        }))
+    }
+
+    fn owned_domains(&self) -> Result<Vec<OwnedDomain>, HostError> {
+        Ok(self
+            .leaked()
+            .into_iter()
+            .map(|name| OwnedDomain {
+                name,
+                metadata: String::new(),
+                active: true,
+            })
+            .collect())
+    }
+
+    fn remove_owned(&self, name: &str) -> Result<bool, HostError> {
+        if self.leaked().iter().any(|n| n == name) {
+            push(&self.state, format!("destroy {name}"));
+            Ok(true)
+        } else {
+            Err(HostError {
+                op: format!("no domain '{name}'"),
+                code: Some(VIR_ERR_NO_DOMAIN),
+                message: "Domain not found".into(),
+            })
+        }
+    }
+}
