@@ -18,10 +18,9 @@
 //! that does not decode is a [`ConsoleError::Corrupt`] naming the file.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::Duration;
 
-use super::Nonce;
-use crate::capture::{is_valid_file_name, CaptureSet, CapturedFile, StepError};
+use super::{Marker, Nonce};
+use crate::capture::{CaptureSet, CapturedFile, StepError};
 
 /// Longest line kept in one piece.
 const MAX_LINE: usize = 64 * 1024;
@@ -130,60 +129,6 @@ fn fmt_tail(tail: &[String]) -> String {
     s
 }
 
-/// A marker, parsed from the text after `::nestlab:<nonce>:`.
-#[derive(Debug, PartialEq)]
-enum Marker<'a> {
-    Init(Option<Duration>),
-    Error { step: &'a str, detail: &'a str },
-    Begin(&'a str),
-    BeginGz(&'a str),
-    End { file: &'a str, code: i32 },
-    Done(Option<Duration>),
-    Nested(u32),
-    Shell,
-}
-
-fn parse_uptime(s: &str) -> Option<Duration> {
-    s.parse::<f64>()
-        .ok()
-        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-}
-
-fn parse_marker(body: &str) -> Option<Marker<'_>> {
-    if let Some(rest) = body.strip_prefix("error:") {
-        let end = rest.rfind("::")?;
-        let (step, detail) = rest[..end].split_once(':')?;
-        if step.is_empty()
-            || !step
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return None;
-        }
-        return Some(Marker::Error {
-            step,
-            detail: detail.trim(),
-        });
-    }
-    let inner = &body[..body.find("::")?];
-    let (kind, arg) = inner.split_once(':').unwrap_or((inner, ""));
-    match kind {
-        "init" => Some(Marker::Init(parse_uptime(arg))),
-        "done" => Some(Marker::Done(parse_uptime(arg))),
-        "shell" if arg.is_empty() => Some(Marker::Shell),
-        "nested" => arg.parse().ok().map(Marker::Nested),
-        "begin" if is_valid_file_name(arg) => Some(Marker::Begin(arg)),
-        "begin-gz" if is_valid_file_name(arg) => Some(Marker::BeginGz(arg)),
-        "end" => {
-            let (file, code) = arg.rsplit_once(':')?;
-            let code = code.parse().ok()?;
-            is_valid_file_name(file).then_some(Marker::End { file, code })
-        }
-        _ => None,
-    }
-}
-
-/// Console text safe to show on a terminal: control characters but tab
 /// become `.`.
 fn printable(text: &str) -> String {
     text.chars()
@@ -191,51 +136,18 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
-/// Decodes standard base64 (`A-Z a-z 0-9 + /`, `=` padding at the end
-/// only; whitespace and line breaks skipped). With `partial`, a cut-short
-/// text gives what its complete quads hold instead of an error.
+/// Decodes the standard base64 of busybox `base64` (whitespace between
+/// lines ignored). With `partial` (the output was cut short), the whole
+/// groups of four characters are decoded and a trailing fragment dropped.
 fn base64_decode(text: &str, partial: bool) -> Result<Vec<u8>, String> {
-    fn value(c: u8) -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        }))
+    use base64::Engine as _;
+    let mut chars: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if partial {
+        chars.truncate(chars.len() / 4 * 4);
     }
-    let chars: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let mut out = Vec::with_capacity(chars.len() / 4 * 3);
-    let quads = chars.chunks(4);
-    let count = quads.len();
-    for (i, quad) in quads.enumerate() {
-        if quad.len() < 4 {
-            if partial {
-                break;
-            }
-            return Err(format!(
-                "{} base64 characters, not a multiple of 4",
-                chars.len()
-            ));
-        }
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && i + 1 != count) {
-            return Err("'=' padding before the end".into());
-        }
-        let mut n = 0u32;
-        for &c in &quad[..4 - pad] {
-            let v = value(c).ok_or_else(|| match c {
-                b'=' => "'=' padding before the end".to_string(),
-                _ => format!("'{}' is not a base64 character", c.escape_ascii()),
-            })?;
-            n = n << 6 | v;
-        }
-        n <<= 6 * pad as u32;
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..4 - pad]);
-    }
-    Ok(out)
+    base64::engine::general_purpose::STANDARD
+        .decode(&chars)
+        .map_err(|e| format!("not valid base64: {e}"))
 }
 
 /// Whether a console line can be base64 payload.
@@ -472,7 +384,7 @@ impl ConsoleReader {
         }
 
         if let Some(at) = text.find(self.prefix.as_str()) {
-            if let Some(marker) = parse_marker(&text[at + self.prefix.len()..]) {
+            if let Some(marker) = Marker::parse(&text[at + self.prefix.len()..]) {
                 if self.marker(marker, &text[..at], events) {
                     return;
                 }
@@ -593,6 +505,9 @@ impl ConsoleReader {
                 events.push(ConsoleEvent::NestedStarted(count));
             }
             Marker::Shell => events.push(ConsoleEvent::ShellReady),
+            // A heartbeat is output like any other: it keeps the runner's
+            // quiet-console clock from running out.
+            Marker::Alive => {}
         }
         true
     }
@@ -601,6 +516,7 @@ impl ConsoleReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn nonce() -> Nonce {
         "abc123".parse().unwrap()
@@ -863,8 +779,8 @@ mod tests {
         let flipped = String::from_utf8(flipped).unwrap();
         for (payload, why) in [
             ("SGVsbG8=\n".to_string(), "gzip"),
-            ("H4sI=AAA\n".to_string(), "padding"),
-            ("H4sIAAA\n".to_string(), "multiple of 4"),
+            ("H4sI=AAA\n".to_string(), "not valid base64"),
+            ("H4sIAAA\n".to_string(), "not valid base64"),
             (flipped, ""),
             (good[..good.len() - 9].to_string() + "\n", ""),
         ] {
@@ -919,8 +835,8 @@ mod tests {
         assert!(set.nested);
         let missing = set.missing();
         assert!(missing.contains(&"nested-lspci.txt") && !missing.contains(&"nested.txt"));
-        assert_eq!(parse_marker("nested:x::"), None);
-        assert_eq!(parse_marker("nested:3::"), Some(Marker::Nested(3)));
+        assert_eq!(Marker::parse("nested:x::"), None);
+        assert_eq!(Marker::parse("nested:3::"), Some(Marker::Nested(3)));
     }
 
     #[test]
@@ -1021,31 +937,31 @@ mod tests {
 
     #[test]
     fn marker_parsing() {
-        assert_eq!(parse_marker("begin:x.txt::"), Some(Marker::Begin("x.txt")));
-        assert_eq!(parse_marker("begin:../x::"), None);
+        assert_eq!(Marker::parse("begin:x.txt::"), Some(Marker::Begin("x.txt")));
+        assert_eq!(Marker::parse("begin:../x::"), None);
         assert_eq!(
-            parse_marker("end:x.txt:-1::junk"),
+            Marker::parse("end:x.txt:-1::junk"),
             Some(Marker::End {
                 file: "x.txt",
                 code: -1
             })
         );
-        assert_eq!(parse_marker("end:x.txt::"), None);
-        assert_eq!(parse_marker("init::"), Some(Marker::Init(None)));
+        assert_eq!(Marker::parse("end:x.txt::"), None);
+        assert_eq!(Marker::parse("init::"), Some(Marker::Init(None)));
         assert_eq!(
-            parse_marker("done:2.50::"),
+            Marker::parse("done:2.50::"),
             Some(Marker::Done(Some(Duration::from_millis(2500))))
         );
         assert_eq!(
-            parse_marker("error:sriov:0000:b5:00.0: no::"),
+            Marker::parse("error:sriov:0000:b5:00.0: no::"),
             Some(Marker::Error {
                 step: "sriov",
                 detail: "0000:b5:00.0: no"
             })
         );
-        assert_eq!(parse_marker("shell::"), Some(Marker::Shell));
-        assert_eq!(parse_marker("what::"), None);
-        assert_eq!(parse_marker("init"), None);
+        assert_eq!(Marker::parse("shell::"), Some(Marker::Shell));
+        assert_eq!(Marker::parse("what::"), None);
+        assert_eq!(Marker::parse("init"), None);
     }
 
     fn fixture(name: &str) -> Vec<u8> {

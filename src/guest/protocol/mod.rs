@@ -29,6 +29,7 @@ pub mod console;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
+use std::time::Duration;
 
 pub use console::{ConsoleError, ConsoleEvent, ConsoleReader};
 
@@ -82,52 +83,93 @@ impl FromStr for Nonce {
     }
 }
 
-/// One marker of the protocol (the body between the nonce and
-/// [`MARKER_SUFFIX`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Marker {
+/// One marker of the protocol: the text between `::nestlab:<nonce>:` and
+/// the closing [`MARKER_SUFFIX`]. [`Marker::parse`] is the only reader of
+/// the grammar and [`Marker::line`] its only writer on the Rust side; the
+/// agent's sh functions are tested against both.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Marker<'a> {
     /// `init:<uptime>`: the agent started.
-    Init(Option<std::time::Duration>),
+    Init(Option<Duration>),
     /// `error:<step>:<detail>`: a step failed; the agent went on.
     Error {
-        /// `insmod`, `sriov`, `cpus`, `nested`, ...
-        step: String,
+        /// `insmod`, `sriov`, `cpus`, `nested`, ... (letters, digits, `_`, `-`).
+        step: &'a str,
         /// What failed, with the command's own message.
-        detail: String,
+        detail: &'a str,
     },
     /// `begin:<file>`: a capture's output follows as it is.
-    Begin(String),
+    Begin(&'a str),
     /// `begin-gz:<file>`: a capture's output follows as `gzip | base64`.
-    BeginGz(String),
+    BeginGz(&'a str),
     /// `end:<file>:<exit code>`.
     End {
         /// The capture file.
-        file: String,
-        /// Its command's exit code, when it is a number.
-        code: Option<i32>,
+        file: &'a str,
+        /// Its command's exit code.
+        code: i32,
     },
     /// `nested:<count>`: the nested step starts.
     Nested(u32),
     /// `alive`: a heartbeat.
     Alive,
     /// `done:<uptime>`: every capture was printed.
-    Done(Option<std::time::Duration>),
+    Done(Option<Duration>),
     /// `shell`: an interactive shell owns the console now.
     Shell,
 }
 
-fn uptime(s: &str) -> Option<std::time::Duration> {
-    s.trim()
-        .parse::<f64>()
+fn parse_uptime(s: &str) -> Option<Duration> {
+    s.parse::<f64>()
         .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e9)
-        .map(std::time::Duration::from_secs_f64)
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
 }
 
-impl Marker {
-    /// The marker's body, as the agent prints it after the nonce.
+impl<'a> Marker<'a> {
+    /// Reads the text that follows `::nestlab:<nonce>:` on a line (the
+    /// closing `::` included; anything after it is ignored). `None` when it
+    /// is not a marker of the grammar: an unknown kind, a file name that is
+    /// not a plain name ([`crate::capture::is_valid_file_name`]), an exit
+    /// code or count that is not a number, a step with other characters.
+    pub fn parse(rest: &'a str) -> Option<Marker<'a>> {
+        if let Some(rest) = rest.strip_prefix("error:") {
+            let end = rest.rfind(MARKER_SUFFIX)?;
+            let (step, detail) = rest[..end].split_once(':')?;
+            if step.is_empty()
+                || !step
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return None;
+            }
+            return Some(Marker::Error {
+                step,
+                detail: detail.trim(),
+            });
+        }
+        let inner = &rest[..rest.find(MARKER_SUFFIX)?];
+        let (kind, arg) = inner.split_once(':').unwrap_or((inner, ""));
+        let file_ok = crate::capture::is_valid_file_name;
+        match kind {
+            "init" => Some(Marker::Init(parse_uptime(arg))),
+            "done" => Some(Marker::Done(parse_uptime(arg))),
+            "shell" if arg.is_empty() => Some(Marker::Shell),
+            "alive" if arg.is_empty() => Some(Marker::Alive),
+            "nested" => arg.parse().ok().map(Marker::Nested),
+            "begin" if file_ok(arg) => Some(Marker::Begin(arg)),
+            "begin-gz" if file_ok(arg) => Some(Marker::BeginGz(arg)),
+            "end" => {
+                let (file, code) = arg.rsplit_once(':')?;
+                let code = code.parse().ok()?;
+                file_ok(file).then_some(Marker::End { file, code })
+            }
+            _ => None,
+        }
+    }
+
+    /// The marker's body as the agent prints it after the nonce.
     pub fn body(&self) -> String {
-        let secs = |d: &Option<std::time::Duration>| {
+        let secs = |d: &Option<Duration>| {
             d.map(|d| format!("{:.2}", d.as_secs_f64()))
                 .unwrap_or_default()
         };
@@ -136,10 +178,7 @@ impl Marker {
             Marker::Error { step, detail } => format!("error:{step}:{detail}"),
             Marker::Begin(f) => format!("begin:{f}"),
             Marker::BeginGz(f) => format!("begin-gz:{f}"),
-            Marker::End { file, code } => format!(
-                "end:{file}:{}",
-                code.map(|c| c.to_string()).unwrap_or_default()
-            ),
+            Marker::End { file, code } => format!("end:{file}:{code}"),
             Marker::Nested(n) => format!("nested:{n}"),
             Marker::Alive => "alive".into(),
             Marker::Done(d) => format!("done:{}", secs(d)),
@@ -151,44 +190,17 @@ impl Marker {
     pub fn line(&self, nonce: &Nonce) -> String {
         format!("{MARKER_PREFIX}{nonce}:{}{MARKER_SUFFIX}", self.body())
     }
+}
 
-    /// Reads a marker body (what stands between `::nestlab:<nonce>:` and
-    /// the closing `::`). `None` for a body that is not a marker.
-    pub fn parse(body: &str) -> Option<Marker> {
-        let (kind, rest) = match body.split_once(':') {
-            Some((k, r)) => (k, Some(r)),
-            None => (body, None),
-        };
-        Some(match (kind, rest) {
-            ("init", Some(r)) => Marker::Init(uptime(r)),
-            ("done", Some(r)) => Marker::Done(uptime(r)),
-            ("init", None) => Marker::Init(None),
-            ("done", None) => Marker::Done(None),
-            ("alive", None) => Marker::Alive,
-            ("shell", None) => Marker::Shell,
-            ("error", Some(r)) => {
-                let (step, detail) = r.split_once(':').unwrap_or((r, ""));
-                Marker::Error {
-                    step: step.to_string(),
-                    detail: detail.to_string(),
-                }
-            }
-            ("begin", Some(f)) => Marker::Begin(f.to_string()),
-            ("begin-gz", Some(f)) => Marker::BeginGz(f.to_string()),
-            ("end", Some(r)) => {
-                let (file, code) = match r.rsplit_once(':') {
-                    Some((f, c)) => (f, c.trim().parse().ok()),
-                    None => (r, None),
-                };
-                Marker::End {
-                    file: file.to_string(),
-                    code,
-                }
-            }
-            ("nested", Some(n)) => Marker::Nested(n.trim().parse().ok()?),
-            _ => return None,
-        })
-    }
+/// The agent's sh functions that print markers, generated from
+/// [`MARKER_PREFIX`] and [`MARKER_SUFFIX`]: `mark BODY` prints one marker,
+/// `fail STEP DETAIL` an `error` marker (newlines in DETAIL become spaces).
+/// They read the nonce from `$nonce`.
+pub fn sh_functions() -> String {
+    format!(
+        "mark() {{ printf '{MARKER_PREFIX}%s:%s{MARKER_SUFFIX}\\n' \"$nonce\" \"$1\"; }}\n\
+         fail() {{ printf '{MARKER_PREFIX}%s:error:%s:%s{MARKER_SUFFIX}\\n' \"$nonce\" \"$1\" \"$(printf '%s' \"$2\" | tr '\\r\\n' '  ')\"; }}\n"
+    )
 }
 
 #[cfg(test)]
@@ -213,27 +225,100 @@ mod tests {
 
     #[test]
     fn markers_round_trip() {
-        use std::time::Duration;
+        let nonce: Nonce = "ab12".parse().unwrap();
         for m in [
             Marker::Init(Some(Duration::from_millis(1250))),
             Marker::Error {
-                step: "insmod".into(),
-                detail: "kvm_intel: can't insert: No such device".into(),
+                step: "insmod",
+                detail: "kvm_intel: can't insert: No such device",
             },
-            Marker::Begin("lspci.txt".into()),
-            Marker::BeginGz("dmesg.txt".into()),
+            Marker::Begin("lspci.txt"),
+            Marker::BeginGz("dmesg.txt"),
             Marker::End {
-                file: "kvm.txt".into(),
-                code: Some(1),
+                file: "kvm.txt",
+                code: 1,
             },
             Marker::Nested(2),
             Marker::Alive,
             Marker::Done(Some(Duration::from_millis(3420))),
             Marker::Shell,
         ] {
-            assert_eq!(Marker::parse(&m.body()), Some(m.clone()), "{}", m.body());
+            let line = m.line(&nonce);
+            let rest = line.strip_prefix("::nestlab:ab12:").unwrap();
+            assert_eq!(Marker::parse(rest), Some(m.clone()), "{line}");
         }
-        assert_eq!(Marker::parse("bogus"), None);
-        assert_eq!(Marker::parse("nested:x"), None);
+    }
+
+    #[test]
+    fn the_grammar_is_strict() {
+        for bad in [
+            "bogus::",
+            "nested:x::",
+            "begin:../x::",
+            "end:x.txt::",
+            "end:x.txt:one::",
+            "alive:x::",
+            "error:in smod:x::",
+            "error::x::",
+            "init:1.0",
+        ] {
+            assert_eq!(Marker::parse(bad), None, "{bad}");
+        }
+        assert_eq!(Marker::parse("init::"), Some(Marker::Init(None)));
+        assert_eq!(
+            Marker::parse("end:x.txt:-1::junk"),
+            Some(Marker::End {
+                file: "x.txt",
+                code: -1
+            })
+        );
+        assert_eq!(
+            Marker::parse("error:sriov:a::b::"),
+            Some(Marker::Error {
+                step: "sriov",
+                detail: "a::b"
+            })
+        );
+    }
+
+    /// The agent's sh functions print what [`Marker::parse`] reads.
+    #[test]
+    fn sh_functions_speak_the_grammar() {
+        let script = format!(
+            "nonce=ab12\n{}mark init:1.50\nmark begin:lspci.txt\nmark end:lspci.txt:3\nmark alive\nfail insmod 'kvm: no\nsuch device'\nmark done:2.00\n",
+            sh_functions()
+        );
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let parsed: Vec<Marker> = text
+            .lines()
+            .map(|l| Marker::parse(l.strip_prefix("::nestlab:ab12:").unwrap()).unwrap())
+            .collect();
+        assert_eq!(
+            parsed,
+            [
+                Marker::Init(Some(Duration::from_millis(1500))),
+                Marker::Begin("lspci.txt"),
+                Marker::End {
+                    file: "lspci.txt",
+                    code: 3
+                },
+                Marker::Alive,
+                Marker::Error {
+                    step: "insmod",
+                    detail: "kvm: no such device"
+                },
+                Marker::Done(Some(Duration::from_secs(2))),
+            ]
+        );
     }
 }
