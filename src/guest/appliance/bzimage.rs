@@ -9,6 +9,11 @@
 //! payload's place is in the boot protocol header (`payload_offset`,
 //! `payload_length`, protocol 2.08+); it is decompressed with the host's
 //! own tool (xz, gzip, zstd, bzip2, lz4, lzop).
+//!
+//! Hand-written: finding the payload takes four fields of the boot
+//! header. The crate that knows the format, rust-vmm's `linux-loader`,
+//! loads a bzImage into a VM's memory (through `vm-memory`) rather than
+//! handing out its payload, and does not decompress it.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};

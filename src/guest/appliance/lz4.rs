@@ -10,6 +10,12 @@
 //! kernel unpacks 73 MB of cpio in about the same time uncompressed or as
 //! 33 MB of LZ4 (0.6 s either way on the project's machines; gzip took
 //! 1.3 s), so the smaller form is free.
+//!
+//! The blocks are `lz4_flex`'s; only the legacy framing around them is
+//! written here, because `lz4_flex::frame` writes the current frame format
+//! alone (magic `0x184D2204`), which the kernel's unlz4 does not take. Its
+//! decoder reads legacy frames, but [`decompress_legacy`] (a check for the
+//! tests) is not worth the `frame` feature (std, twox-hash).
 
 /// The legacy frame's magic number.
 const MAGIC: u32 = 0x184C_2102;
