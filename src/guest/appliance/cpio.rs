@@ -159,6 +159,7 @@ impl<W: Write> CpioWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::skip_or_fail;
     use std::path::Path;
     use std::process::Command;
 
@@ -238,6 +239,7 @@ mod tests {
     fn busybox_cpio_lists_it() {
         // Cross-check with an independent reader when the host has one.
         if !Path::new("/bin/busybox").exists() {
+            skip_or_fail("/bin/busybox is missing (apt-get install busybox-static)");
             return;
         }
         let path = std::env::temp_dir().join(format!("nestlab-cpio-{}.cpio", std::process::id()));

@@ -380,6 +380,7 @@ fn build_with(
 mod tests {
     use super::*;
     use crate::guest::agent;
+    use crate::test_support::skip_or_fail;
     use kernel::version_from_name;
     use libs::find_program;
     use nested::NESTED_QEMU;
@@ -396,10 +397,16 @@ mod tests {
                 .map(|e| e.path())
                 .find(|p| version_from_name(p).is_some())
         }) else {
+            skip_or_fail("no kernel in /var/cache/nestlab/kernel/boot (run ./dev setup)");
             return;
         };
-        if !Path::new("/bin/busybox").exists() || find_program("lspci", "").is_err() {
-            return;
+        for (tool, package) in [("busybox", "busybox-static"), ("lspci", "pciutils")] {
+            if find_program(tool, package).is_err() {
+                skip_or_fail(&format!(
+                    "{tool} is not installed (apt-get install {package})"
+                ));
+                return;
+            }
         }
         let scratch = tempfile::tempdir().unwrap();
         let cache = scratch.path().to_path_buf();
