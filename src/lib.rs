@@ -49,4 +49,7 @@ pub mod runner;
 pub mod verify;
 pub mod xml;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+
 pub use front::{load_profile_arg, load_profile_file, load_profile_str};

@@ -6,6 +6,11 @@
 //! package's postinst), so without it the `depends=` field of each module's
 //! `.modinfo` (what modpost recorded at build time) is read instead; that
 //! needs uncompressed modules.
+//!
+//! Hand-written, not the `kmod` crate: that crate binds the C libkmod
+//! (whose library and headers building nestlab would then need) for what
+//! is here two line formats (`modules.dep`, `modules.builtin`: one line
+//! per module) and one ELF section.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
