@@ -22,48 +22,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn split_shell(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                for d in chars.by_ref() {
-                    if d == '\'' {
-                        break;
-                    }
-                    cur.push(d);
-                }
-            }
-            '\\' => {
-                if let Some(d) = chars.next() {
-                    if d != '\n' {
-                        cur.push(d);
-                        in_word = true;
-                    }
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    out.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        out.push(cur);
-    }
-    out
-}
-
 /// The domxml-to-native argv, made runnable without libvirt.
 fn plain_argv(domain_xml: &Path) -> Vec<String> {
     let out = Command::new("virsh")
@@ -76,7 +34,9 @@ fn plain_argv(domain_xml: &Path) -> Vec<String> {
         "domxml-to-native: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let words = split_shell(&String::from_utf8_lossy(&out.stdout));
+    // virsh prints the argv with POSIX shell quoting and line continuations.
+    let text = String::from_utf8_lossy(&out.stdout).replace("\\\n", " ");
+    let words = shell_words::split(&text).expect("domxml-to-native printed unbalanced quotes");
     let start = words
         .iter()
         .position(|w| w.contains("qemu-system"))
