@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::model::Topology;
 use crate::model::{Bdf, BusNr, Bytes, CpuSet, NodeId, PciId};
-use crate::model::{NicModel, IGB_VF_ID};
+use crate::model::{NicModel, IGB_VF_ID, VIRTIO_BLK_ID};
 
 /// PCI id of QEMU's pxb-pcie (the expander's host bridge on bus 0).
 pub const PXB_PCIE_ID: PciId = PciId::new(0x1b36, 0x000b);
@@ -86,6 +86,8 @@ pub enum DeviceKind {
     Nic(NicModel),
     /// An igb virtual function.
     Vf,
+    /// A virtio disk the guest kind adds.
+    Disk,
 }
 
 /// A device the guest must show.
@@ -209,6 +211,24 @@ pub fn expect(t: &Topology) -> Expected {
                 },
             );
         }
+    }
+    for d in &t.disks {
+        let rp = &t.root_ports[d.root_port];
+        devices.insert(
+            d.guest_bdf,
+            ExpectedDevice {
+                id: d.id.clone(),
+                bdf: d.guest_bdf,
+                kind: DeviceKind::Disk,
+                pci_id: VIRTIO_BLK_ID,
+                name_hint: Some("Virtio".into()),
+                node: None,
+                expander: None,
+                parent: Some(rp.guest_bdf),
+                vfs: 0,
+                isolated: true,
+            },
+        );
     }
     let nested = p
         .nested

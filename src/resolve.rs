@@ -12,7 +12,8 @@
 //! slot order. igb VFs appear on the PF's bus at devfn 0x80 + 2*i.
 
 use crate::model::{
-    derive_mac, igb_vf_bdf, Bdf, BusNr, Device, ExpanderTopo, Profile, RootPort, Topology, Vf,
+    derive_mac, igb_vf_bdf, Bdf, BusNr, Device, Disk, DiskRole, ExpanderTopo, GuestKindId, Profile,
+    RootPort, Topology, Vf,
 };
 
 /// First pcie-root slot handed out (slot 0 is the host bridge).
@@ -109,6 +110,34 @@ pub fn resolve(profile: &Profile) -> Result<Topology, ResolveError> {
         });
         root_bus += 1;
     }
+    // The disks a guest kind adds: a root port each on pcie-root, after
+    // the NICs'.
+    let mut disks = Vec::new();
+    if profile.guest == GuestKindId::Debian {
+        let index = next_index;
+        let slot = take_slot("the root port of the system disk".to_string())?;
+        let rp = root_ports.len();
+        root_ports.push(RootPort {
+            index,
+            parent_index: 0,
+            slot,
+            chassis: index,
+            port: u32::from(slot) * 8,
+            expander: None,
+            node: None,
+            guest_bdf: Bdf::new(0, slot, 0),
+            secondary_bus: BusNr(root_bus),
+            device: None,
+        });
+        disks.push(Disk {
+            id: "disk0".into(),
+            role: DiskRole::System,
+            root_port: rp,
+            xml_bus: index,
+            guest_bdf: Bdf::new(root_bus, 0, 0),
+            target: "vda".into(),
+        });
+    }
 
     let mut macs = Vec::new();
     let mut devices = Vec::new();
@@ -149,6 +178,7 @@ pub fn resolve(profile: &Profile) -> Result<Topology, ResolveError> {
         profile: profile.clone(),
         expanders,
         root_ports,
+        disks,
         devices,
     })
 }

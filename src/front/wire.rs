@@ -125,6 +125,12 @@ pub struct NicFile {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuestFile {
+    /// What boots in the virtual host: `"appliance"` (default: a small
+    /// busybox initramfs that checks the topology) or `"debian"` (a Debian
+    /// disk image with systemd, libvirt and QEMU, checked as the recipe and
+    /// Nova see it). `nestlab run --guest` overrides it.
+    #[serde(default)]
+    pub kind: Option<String>,
     /// Appended to the guest kernel command line (printable ASCII, no
     /// quotes or backslashes, at most 1024 characters).
     #[serde(default)]

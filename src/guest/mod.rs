@@ -46,6 +46,9 @@ pub struct BootFiles {
     /// The kernel command line, the agent's parameters included (the render
     /// stage appends `intel_iommu=on` and the profile's `cmdline_extra`).
     pub cmdline: String,
+    /// The image of each of the topology's disks, in order, with its format
+    /// (`raw`, `qcow2`). Never written: the domain boots a transient overlay.
+    pub disks: Vec<(Artifact, &'static str)>,
 }
 
 /// A kind of guest the virtual host can run.
@@ -146,6 +149,7 @@ impl GuestKind for appliance::Appliance {
             kernel: cache_artifact(&self.kernel),
             initrd: Some(cache_artifact(initrd)),
             cmdline,
+            disks: Vec::new(),
         })
     }
 }

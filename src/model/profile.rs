@@ -92,6 +92,51 @@ impl fmt::Display for NicModel {
     }
 }
 
+/// What boots in the virtual host (`[guest] kind`, `--guest`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestKindId {
+    /// The busybox probe appliance (an initramfs).
+    #[default]
+    Appliance,
+    /// A Debian disk image with systemd, libvirt and QEMU inside.
+    Debian,
+}
+
+impl GuestKindId {
+    /// Every kind, in documentation order.
+    pub const ALL: [GuestKindId; 2] = [GuestKindId::Appliance, GuestKindId::Debian];
+
+    /// Its name in profiles and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestKindId::Appliance => "appliance",
+            GuestKindId::Debian => "debian",
+        }
+    }
+
+    /// Whether libvirt runs inside the virtual host (so its view is checked).
+    pub fn has_libvirt(self) -> bool {
+        self == GuestKindId::Debian
+    }
+}
+
+impl fmt::Display for GuestKindId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for GuestKindId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        GuestKindId::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown guest kind '{s}': use appliance or debian"))
+    }
+}
+
 /// The PCI id of an igb virtual function.
 pub const IGB_VF_ID: PciId = PciId::new(0x8086, 0x10ca);
 
@@ -116,6 +161,8 @@ pub struct Profile {
     pub expanders: Vec<Expander>,
     /// NIC instances nic0, nic1, ... in file order.
     pub nics: Vec<Nic>,
+    /// What boots in the virtual host.
+    pub guest: GuestKindId,
     /// Extra guest kernel command line.
     pub cmdline_extra: Option<String>,
     /// Devices to assign to a nested guest.

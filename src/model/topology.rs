@@ -20,7 +20,38 @@ pub struct Topology {
     pub root_ports: Vec<RootPort>,
     /// NIC instances, nic0.. in order.
     pub devices: Vec<Device>,
+    /// Disks the guest kind adds (a disk-image guest's system disk), each
+    /// behind a root port of its own on pcie-root.
+    pub disks: Vec<Disk>,
 }
+
+/// A disk of the virtual host (virtio-blk).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Disk {
+    /// `disk0`, ...
+    pub id: String,
+    /// What it holds.
+    pub role: DiskRole,
+    /// The root port it is behind (index into [`Topology::root_ports`]).
+    pub root_port: usize,
+    /// libvirt controller index of that root port (the XML address `bus`).
+    pub xml_bus: u32,
+    /// Where the guest sees it.
+    pub guest_bdf: Bdf,
+    /// The guest's device name (`vda`).
+    pub target: String,
+}
+
+/// What a disk holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskRole {
+    /// The root file system of a disk-image guest.
+    System,
+}
+
+/// PCI id of a modern virtio-blk device (QEMU `virtio-blk-pci` on PCIe).
+pub const VIRTIO_BLK_ID: crate::model::PciId = crate::model::PciId::new(0x1af4, 0x1042);
 
 /// A placed expander (pxb-pcie).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -69,7 +100,7 @@ pub struct RootPort {
     pub guest_bdf: Bdf,
     /// The bus behind it.
     pub secondary_bus: BusNr,
-    /// The device behind it (index into [`Topology::devices`]), if any.
+    /// The NIC behind it (index into [`Topology::devices`]), if any.
     pub device: Option<usize>,
 }
 

@@ -35,7 +35,7 @@ use crate::observe::{ObserveError, Observed};
 use crate::report::{Check, GuestStepError, Report, Timings, Verdict};
 use crate::verify::verify;
 use crate::xml::domain::{Domain, DomainXmlError};
-use crate::xml::render::{render, BootSpec};
+use crate::xml::render::{render, BootSpec, DiskImage};
 pub use phase::{PhaseKind, Timeouts};
 pub use session::Teardown;
 
@@ -260,6 +260,16 @@ pub fn prepare(
             None => String::new(),
         },
         cmdline: files.cmdline,
+        disks: files
+            .disks
+            .iter()
+            .map(|(a, format)| {
+                Ok(DiskImage {
+                    path: host.stage(a)?,
+                    format: format.to_string(),
+                })
+            })
+            .collect::<Result<_, HostError>>()?,
     };
     let mut dom = render(t, opts.accel, &boot);
     dom.name = domain_name(&t.profile.name, nonce);

@@ -37,6 +37,7 @@ impl GuestKind for TestKind {
             kernel: a("vmlinux"),
             initrd: Some(a("initrd.img")),
             cmdline: format!("console=ttyS0 {}", params.to_cmdline()?),
+            disks: Vec::new(),
         })
     }
 }

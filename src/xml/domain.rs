@@ -236,6 +236,9 @@ pub struct Clock {
 /// `<devices>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Devices {
+    /// Disks (a disk-image guest's system disk).
+    #[serde(rename = "disk", default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<Disk>,
     /// Controllers: usb none, pcie-root, expanders, root ports.
     #[serde(rename = "controller", default)]
     pub controllers: Vec<Controller>,
@@ -335,6 +338,62 @@ impl PciAddress {
             function: format!("0x{function:x}"),
         }
     }
+}
+
+/// `<disk type='file' device='disk'>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Disk {
+    /// `file`.
+    #[serde(rename = "@type")]
+    pub kind: String,
+    /// `disk`.
+    #[serde(rename = "@device")]
+    pub device: String,
+    /// `<driver name='qemu' type>`.
+    pub driver: DiskDriver,
+    /// `<source file>`.
+    pub source: DiskSource,
+    /// `<target dev bus>`.
+    pub target: DiskTarget,
+    /// `<readonly/>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly: Option<Empty>,
+    /// `<transient/>`: writes go to an overlay libvirt creates beside the
+    /// image and deletes when the domain stops; the image is never written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transient: Option<Empty>,
+    /// Where it plugs in.
+    pub address: PciAddress,
+}
+
+/// `<driver>` of a disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskDriver {
+    /// `qemu`.
+    #[serde(rename = "@name")]
+    pub name: String,
+    /// `raw` or `qcow2`.
+    #[serde(rename = "@type")]
+    pub format: String,
+}
+
+/// `<source file>` of a disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskSource {
+    /// The image's path on the host.
+    #[serde(rename = "@file")]
+    pub file: String,
+}
+
+/// `<target dev bus>` of a disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiskTarget {
+    /// `vda`.
+    #[serde(rename = "@dev")]
+    pub dev: String,
+    /// `virtio`.
+    #[serde(rename = "@bus")]
+    pub bus: String,
 }
 
 /// `<interface>`.

@@ -6,4 +6,4 @@ pub mod domain;
 pub mod render;
 
 pub use domain::Domain;
-pub use render::{render, BootSpec};
+pub use render::{render, BootSpec, DiskImage};

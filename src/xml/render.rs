@@ -5,7 +5,8 @@
 use crate::model::{Accel, Topology};
 use crate::xml::domain::*;
 
-/// What the guest boots: direct kernel boot of the probe appliance.
+/// What the guest boots: direct kernel boot, and the images of the
+/// topology's disks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootSpec {
     /// Kernel image path.
@@ -14,7 +15,21 @@ pub struct BootSpec {
     pub initrd: String,
     /// Kernel command line before nestlab's and the profile's additions.
     pub cmdline: String,
+    /// The image of each of the topology's disks, in order.
+    pub disks: Vec<DiskImage>,
 }
+
+/// A disk image on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskImage {
+    /// Its path for QEMU.
+    pub path: String,
+    /// `raw` or `qcow2`.
+    pub format: String,
+}
+
+/// The image path [`BootSpec::placeholder`] gives a disk.
+pub const PLACEHOLDER_DISK: &str = "/var/cache/nestlab/debian/IMAGE/root.img";
 
 impl BootSpec {
     /// Fixed placeholder paths, for XML that is only looked at, snapshotted
@@ -24,6 +39,7 @@ impl BootSpec {
             kernel: "/var/cache/nestlab/appliance/KERNEL/vmlinuz".into(),
             initrd: "/var/cache/nestlab/appliance/KERNEL/initrd.img".into(),
             cmdline: "console=ttyS0".into(),
+            disks: Vec::new(),
         }
     }
 }
@@ -195,6 +211,33 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
         on_reboot: "destroy".into(),
         on_crash: "destroy".into(),
         devices: Devices {
+            disks: topology
+                .disks
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let image = boot.disks.get(i).cloned().unwrap_or(DiskImage {
+                        path: PLACEHOLDER_DISK.into(),
+                        format: "raw".into(),
+                    });
+                    Disk {
+                        kind: "file".into(),
+                        device: "disk".into(),
+                        driver: DiskDriver {
+                            name: "qemu".into(),
+                            format: image.format,
+                        },
+                        source: DiskSource { file: image.path },
+                        target: DiskTarget {
+                            dev: d.target.clone(),
+                            bus: "virtio".into(),
+                        },
+                        readonly: None,
+                        transient: Some(Empty {}),
+                        address: PciAddress::new(d.xml_bus, 0, 0),
+                    }
+                })
+                .collect(),
             controllers,
             interfaces,
             serials: vec![Serial {

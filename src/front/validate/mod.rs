@@ -21,9 +21,9 @@ use sha2::{Digest, Sha256};
 
 use crate::front::wire::{ExpanderFile, NicFile, ProfileFile};
 use crate::model::{
-    Bytes, CpuSet, DeviceRef, Expander, Iommu, Nic, NicModel, Node, NodeId, Origin, Profile,
-    MAX_CMDLINE_EXTRA, MAX_DESCRIPTION, MAX_IO_BAR_NICS, MAX_NIC_COUNT, MAX_NODES, MAX_ROOT_PORTS,
-    MAX_VCPUS, MAX_VFS, MIN_NODE_MEMORY, PCIE_ROOT_SLOTS,
+    Bytes, CpuSet, DeviceRef, Expander, GuestKindId, Iommu, Nic, NicModel, Node, NodeId, Origin,
+    Profile, MAX_CMDLINE_EXTRA, MAX_DESCRIPTION, MAX_IO_BAR_NICS, MAX_NIC_COUNT, MAX_NODES,
+    MAX_ROOT_PORTS, MAX_VCPUS, MAX_VFS, MIN_NODE_MEMORY, PCIE_ROOT_SLOTS,
 };
 
 /// What is wrong with one field.
@@ -102,6 +102,8 @@ pub enum Problem {
     VfsNotIgb(String),
     #[error("{0}")]
     BadCmdline(String),
+    #[error("'{0}' is not a guest kind: use \"appliance\" or \"debian\"")]
+    GuestKind(String),
     #[error("'{0}' is not a device id: use nicN or nicN.vfK")]
     BadDeviceRef(String),
     #[error("'{id}' does not exist: the profile has nic0..nic{last}")]
@@ -291,6 +293,13 @@ pub fn validate(file: &ProfileFile, text: &str) -> Result<Profile, ValidationErr
     }
     let expanders = expanders::place(&file.expander, &nics, node_count, &mut errs);
 
+    let guest = match file.guest.as_ref().and_then(|g| g.kind.as_deref()) {
+        None => GuestKindId::default(),
+        Some(k) => k.parse().unwrap_or_else(|_| {
+            errs.push("guest.kind", Problem::GuestKind(k.to_string()));
+            GuestKindId::default()
+        }),
+    };
     let cmdline_extra = file.guest.as_ref().and_then(|g| g.cmdline_extra.clone());
     if let Some(c) = &cmdline_extra {
         if let Err(msg) = guest::check_cmdline(c) {
@@ -332,6 +341,7 @@ pub fn validate(file: &ProfileFile, text: &str) -> Result<Profile, ValidationErr
         iommu,
         expanders,
         nics,
+        guest,
         cmdline_extra,
         nested,
         content_hash: format!("sha256:{:x}", Sha256::digest(text.as_bytes())),
