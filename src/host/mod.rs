@@ -14,6 +14,8 @@
 
 pub mod libvirt;
 
+pub use libvirt::Libvirt;
+
 #[cfg(test)]
 pub mod fake;
 

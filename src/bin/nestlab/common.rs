@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use nestlab::front::load_profile_arg;
 use nestlab::guest::appliance::{Appliance, ApplianceSpec};
-use nestlab::host::libvirt::Libvirt;
-use nestlab::host::Host;
+use nestlab::host::{Host, Libvirt};
 use nestlab::model::{Accel, Topology};
 use nestlab::resolve;
 
