@@ -35,6 +35,19 @@ pub struct Expected {
     pub kvm: bool,
     /// Devices assigned to the nested guest.
     pub nested: Vec<ExpectedAssigned>,
+    /// Workloads, in the order they run.
+    pub workloads: Vec<ExpectedWorkload>,
+}
+
+/// A workload that must run and exit 0.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExpectedWorkload {
+    /// Its name.
+    pub name: String,
+    /// Its command, as sh words.
+    pub command: String,
+    /// Its timeout.
+    pub timeout_secs: u32,
 }
 
 /// A device assigned to the nested guest.
@@ -88,6 +101,8 @@ pub enum DeviceKind {
     Vf,
     /// A virtio disk the guest kind adds.
     Disk,
+    /// A shared host folder (virtio-9p or virtio-fs).
+    Share,
 }
 
 /// A device the guest must show.
@@ -230,6 +245,24 @@ pub fn expect(t: &Topology) -> Expected {
             },
         );
     }
+    for sh in &t.shares {
+        let rp = &t.root_ports[sh.root_port];
+        devices.insert(
+            sh.guest_bdf,
+            ExpectedDevice {
+                id: sh.id.clone(),
+                bdf: sh.guest_bdf,
+                kind: DeviceKind::Share,
+                pci_id: sh.driver.pci_id(),
+                name_hint: Some("Virtio".into()),
+                node: None,
+                expander: None,
+                parent: Some(rp.guest_bdf),
+                vfs: 0,
+                isolated: true,
+            },
+        );
+    }
     let nested = p
         .nested
         .iter()
@@ -257,6 +290,15 @@ pub fn expect(t: &Topology) -> Expected {
         .collect();
     Expected {
         nested,
+        workloads: p
+            .workloads
+            .iter()
+            .map(|w| ExpectedWorkload {
+                name: w.name.clone(),
+                command: w.command.to_sh(),
+                timeout_secs: w.timeout_secs,
+            })
+            .collect(),
         profile: p.name.clone(),
         nodes,
         distances,

@@ -13,7 +13,7 @@
 
 use crate::model::{
     derive_mac, igb_vf_bdf, Bdf, BusNr, Device, Disk, DiskRole, ExpanderTopo, GuestKindId, Profile,
-    RootPort, Topology, Vf,
+    RootPort, ShareDevice, ShareDriver, ShareMode, ShareSource, Topology, Vf,
 };
 
 /// First pcie-root slot handed out (slot 0 is the host bridge).
@@ -30,6 +30,32 @@ pub enum ResolveError {
     /// A NIC index in an expander does not exist.
     #[error("expander places nic index {0}, which does not exist")]
     NoSuchNic(usize),
+}
+
+/// How folders are shared (see the README's measurements).
+pub const SHARE_DRIVER: ShareDriver = ShareDriver::NineP;
+
+/// Every folder the profile's workloads share, once each (the same host
+/// folder at the same guest path and mode is one device), then the
+/// artifacts folder when there is any workload.
+fn share_list(profile: &Profile) -> Vec<(ShareSource, String, ShareMode)> {
+    let mut out: Vec<(ShareSource, String, ShareMode)> = Vec::new();
+    for w in &profile.workloads {
+        for s in &w.shares {
+            let item = (ShareSource::Folder(s.host.clone()), s.guest.clone(), s.mode);
+            if !out.contains(&item) {
+                out.push(item);
+            }
+        }
+    }
+    if !profile.workloads.is_empty() {
+        out.push((
+            ShareSource::Artifacts,
+            crate::model::workload::ARTIFACTS_GUEST_DIR.to_string(),
+            ShareMode::Rw,
+        ));
+    }
+    out
 }
 
 /// Resolves a validated profile into a topology.
@@ -110,12 +136,12 @@ pub fn resolve(profile: &Profile) -> Result<Topology, ResolveError> {
         });
         root_bus += 1;
     }
-    // The disks a guest kind adds: a root port each on pcie-root, after
-    // the NICs'.
-    let mut disks = Vec::new();
-    if profile.guest == GuestKindId::Debian {
+    // The devices a guest kind or a workload adds: a root port each on
+    // pcie-root, after the NICs' (the system disk, then the shares).
+    let mut take_port = |what: &str| -> Result<(usize, u32, Bdf), ResolveError> {
         let index = next_index;
-        let slot = take_slot("the root port of the system disk".to_string())?;
+        next_index += 1;
+        let slot = take_slot(what.to_string())?;
         let rp = root_ports.len();
         root_ports.push(RootPort {
             index,
@@ -129,13 +155,36 @@ pub fn resolve(profile: &Profile) -> Result<Topology, ResolveError> {
             secondary_bus: BusNr(root_bus),
             device: None,
         });
+        let bdf = Bdf::new(root_bus, 0, 0);
+        root_bus += 1;
+        Ok((rp, index, bdf))
+    };
+    let mut disks = Vec::new();
+    if profile.guest == GuestKindId::Debian {
+        let (root_port, xml_bus, guest_bdf) = take_port("the root port of the system disk")?;
         disks.push(Disk {
             id: "disk0".into(),
             role: DiskRole::System,
-            root_port: rp,
-            xml_bus: index,
-            guest_bdf: Bdf::new(root_bus, 0, 0),
+            root_port,
+            xml_bus,
+            guest_bdf,
             target: "vda".into(),
+        });
+    }
+    let mut shares = Vec::new();
+    for (source, guest, mode) in share_list(profile) {
+        let n = shares.len();
+        let (root_port, xml_bus, guest_bdf) = take_port(&format!("the root port of share{n}"))?;
+        shares.push(ShareDevice {
+            id: format!("share{n}"),
+            tag: format!("nestlab{n}"),
+            source,
+            guest,
+            mode,
+            driver: SHARE_DRIVER,
+            root_port,
+            xml_bus,
+            guest_bdf,
         });
     }
 
@@ -179,6 +228,7 @@ pub fn resolve(profile: &Profile) -> Result<Topology, ResolveError> {
         expanders,
         root_ports,
         disks,
+        shares,
         devices,
     })
 }

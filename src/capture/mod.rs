@@ -34,6 +34,8 @@ pub enum Scope {
     /// Runs that assign devices to a nested guest (the agent's nested step;
     /// not a command a user can run by hand).
     Nested,
+    /// Runs with workloads (the agent's workload step).
+    Workload,
 }
 
 /// Parses a capture file's content into its part of [`Observed`].
@@ -186,6 +188,37 @@ pub const NESTED_CONSOLE: CaptureSpec = CaptureSpec {
     parse: None,
 };
 
+/// One line per workload the agent ran (or skipped): `workload NAME
+/// exit=CODE seconds=S timed_out=yes|no`, or `workload NAME skipped: WHY`
+/// (format: [`crate::observe::workloads`]). Each workload's output is a
+/// file of its own, [`workload_log`].
+pub const WORKLOADS: CaptureSpec = CaptureSpec {
+    file: "workloads.txt",
+    command: None,
+    scope: Scope::Workload,
+    parse: Some(|s, o| {
+        o.workloads = Some(observe::workloads::parse(s)?);
+        Ok(())
+    }),
+};
+
+/// The prefix of a workload's output file: `workload-<name>.log`.
+pub const WORKLOAD_LOG_PREFIX: &str = "workload-";
+/// The suffix of a workload's output file.
+pub const WORKLOAD_LOG_SUFFIX: &str = ".log";
+
+/// The file a workload's output (stdout and stderr) goes to.
+pub fn workload_log(name: &str) -> String {
+    format!("{WORKLOAD_LOG_PREFIX}{name}{WORKLOAD_LOG_SUFFIX}")
+}
+
+/// The workload whose output file `file` is, if it is one.
+pub fn workload_of(file: &str) -> Option<&str> {
+    file.strip_prefix(WORKLOAD_LOG_PREFIX)?
+        .strip_suffix(WORKLOAD_LOG_SUFFIX)
+        .filter(|n| !n.is_empty())
+}
+
 /// The capture format, in the order the agent prints the files (the
 /// topology's commands first, dmesg last among them so that it holds what
 /// the other commands made the kernel say; then the nested step's).
@@ -201,6 +234,7 @@ pub const CAPTURES: &[CaptureSpec] = &[
     NESTED,
     NESTED_LSPCI,
     NESTED_CONSOLE,
+    WORKLOADS,
 ];
 
 /// The specs of one scope, in table order.
@@ -319,6 +353,8 @@ pub struct CaptureSet {
     /// to it: the console showed the `nested` marker, or a capture
     /// directory holds one of those files.
     pub nested: bool,
+    /// Whether the run had a workload step ([`WORKLOADS`] belongs to it).
+    pub workloads: bool,
 }
 
 impl CaptureSet {
@@ -339,6 +375,9 @@ impl CaptureSet {
         let mut s = vec![Scope::Topology];
         if self.nested {
             s.push(Scope::Nested);
+        }
+        if self.workloads {
+            s.push(Scope::Workload);
         }
         s
     }
@@ -400,6 +439,7 @@ impl CaptureSet {
                 Ok(bytes) => {
                     let content = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
                     set.nested |= spec.scope == Scope::Nested;
+                    set.workloads |= spec.scope == Scope::Workload;
                     set.files.insert(
                         name.to_string(),
                         CapturedFile {
@@ -411,6 +451,22 @@ impl CaptureSet {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(CaptureError::Read { path, source: e }),
             }
+        }
+        let entries = std::fs::read_dir(dir).map_err(rerr(dir.to_path_buf()))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if workload_of(&name).is_none() || !is_valid_file_name(&name) {
+                continue;
+            }
+            let path = entry.path();
+            let bytes = std::fs::read(&path).map_err(rerr(path.clone()))?;
+            set.files.insert(
+                name,
+                CapturedFile {
+                    content: String::from_utf8_lossy(&bytes).replace("\r\n", "\n"),
+                    exit_code: None,
+                },
+            );
         }
         if set.files.is_empty() {
             return Err(CaptureError::NotACaptureDir(dir.to_path_buf()));

@@ -195,8 +195,13 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// # Errors
 /// [`ProfileError::Syntax`] or [`ProfileError::Invalid`].
 pub fn load_profile_str(text: &str, origin: &str) -> Result<Profile, ProfileError> {
+    load_profile_in(text, origin, Path::new("."))
+}
+
+/// [`load_profile_str`] with relative share folders relative to `base`.
+fn load_profile_in(text: &str, origin: &str, base: &Path) -> Result<Profile, ProfileError> {
     let file = parse_str(text, origin)?;
-    validate::validate(&file, text).map_err(|errors| ProfileError::Invalid {
+    validate::validate_in(&file, text, base).map_err(|errors| ProfileError::Invalid {
         origin: origin.to_string(),
         errors,
     })
@@ -234,7 +239,8 @@ pub fn load_profile_file(path: &Path) -> Result<Profile, ProfileError> {
             byte: bytes.get(good).copied().unwrap_or(0),
         }
     })?;
-    load_profile_str(&text, &path.display().to_string())
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    load_profile_in(&text, &path.display().to_string(), base)
 }
 
 /// Loads a profile named on the command line: a path to a file when one

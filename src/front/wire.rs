@@ -46,6 +46,52 @@ pub struct ProfileFile {
     /// Devices to assign to a nested guest started inside the virtual host.
     #[serde(default)]
     pub nested: Option<NestedFile>,
+    /// Commands to run in the virtual host once its topology is verified,
+    /// in order; each is a check `workload.<name>`.
+    #[serde(default)]
+    pub workload: Vec<WorkloadFile>,
+}
+
+/// One `[[workload]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadFile {
+    /// `[a-z0-9-]`, unique among the workloads: its check is
+    /// `workload.<name>`.
+    pub name: String,
+    /// A string run by `/bin/sh -c`, or an array of arguments run as it is.
+    pub command: CommandFile,
+    /// Host folders it needs, each `"HOST[:GUEST][:ro|rw]"` (GUEST defaults
+    /// to HOST, the mode to ro; a relative HOST is relative to the
+    /// profile's folder).
+    #[serde(default)]
+    pub shares: Vec<String>,
+    /// Seconds it may take (default 1800); then it is killed and its check
+    /// fails with the tail of its output.
+    #[serde(default)]
+    pub timeout: Option<u32>,
+    /// Environment variables for it.
+    #[serde(default)]
+    pub environment: std::collections::BTreeMap<String, String>,
+    /// Run it on this node's CPUs (`numactl --cpunodebind`).
+    #[serde(default)]
+    pub cpunodebind: Option<u32>,
+    /// Allocate its memory on this node (`numactl --membind`).
+    #[serde(default)]
+    pub membind: Option<u32>,
+    /// Where it runs (default: its first share's guest path, else `/`).
+    #[serde(default)]
+    pub workdir: Option<String>,
+}
+
+/// A workload's command: a shell string or an argument array.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum CommandFile {
+    /// Run by `/bin/sh -c`.
+    Shell(String),
+    /// Run as it is.
+    Argv(Vec<String>),
 }
 
 /// One NUMA cell (`[[node]]`).

@@ -167,6 +167,8 @@ pub struct Profile {
     pub cmdline_extra: Option<String>,
     /// Devices to assign to a nested guest.
     pub nested: Vec<DeviceRef>,
+    /// Commands to run once the topology is verified, in order.
+    pub workloads: Vec<crate::model::Workload>,
     /// `sha256:<hex>` of the profile text.
     pub content_hash: String,
 }

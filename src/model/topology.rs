@@ -23,6 +23,63 @@ pub struct Topology {
     /// Disks the guest kind adds (a disk-image guest's system disk), each
     /// behind a root port of its own on pcie-root.
     pub disks: Vec<Disk>,
+    /// Host folders shared into the guest (the workloads' and the artifacts
+    /// folder), each a PCI device behind a root port of its own on pcie-root.
+    pub shares: Vec<ShareDevice>,
+}
+
+/// How a folder is shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShareDriver {
+    /// virtio-9p (QEMU's own 9p server; no daemon, no shared memory).
+    #[serde(rename = "9p")]
+    NineP,
+    /// virtio-fs (virtiofsd; needs shared guest memory).
+    Virtiofs,
+}
+
+impl ShareDriver {
+    /// The PCI id the guest sees (modern virtio on PCIe).
+    pub fn pci_id(self) -> crate::model::PciId {
+        match self {
+            ShareDriver::NineP => crate::model::PciId::new(0x1af4, 0x1049),
+            ShareDriver::Virtiofs => crate::model::PciId::new(0x1af4, 0x105a),
+        }
+    }
+}
+
+/// What a shared folder is on the host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShareSource {
+    /// A folder of the user's.
+    Folder(std::path::PathBuf),
+    /// The run's artifacts folder (`$NESTLAB_ARTIFACTS`), made per run.
+    Artifacts,
+}
+
+/// A shared folder, as a device of the virtual host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShareDevice {
+    /// `share0`, ...
+    pub id: String,
+    /// The mount tag the guest mounts it by (`nestlab0`, ...).
+    pub tag: String,
+    /// What it is on the host.
+    pub source: ShareSource,
+    /// Where the guest mounts it.
+    pub guest: String,
+    /// Read-only or writable.
+    pub mode: crate::model::ShareMode,
+    /// How it is shared.
+    pub driver: ShareDriver,
+    /// The root port it is behind (index into [`Topology::root_ports`]).
+    pub root_port: usize,
+    /// libvirt controller index of that root port.
+    pub xml_bus: u32,
+    /// Where the guest sees it.
+    pub guest_bdf: Bdf,
 }
 
 /// A disk of the virtual host (virtio-blk).

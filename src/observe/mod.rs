@@ -44,6 +44,7 @@ pub mod nested;
 pub mod numactl;
 pub mod pci_numa;
 pub mod sriov;
+pub mod workloads;
 mod text;
 
 /// A capture file that could not be parsed: where and why.
@@ -154,6 +155,22 @@ pub struct Observed {
     pub nested: Option<nested::NestedFacts>,
     /// `nested-lspci.txt`: the nested guest's `lspci -nn`.
     pub nested_lspci: Option<Vec<lspci::PciDevice>>,
+    /// `workloads.txt`: what the workload step did.
+    pub workloads: Option<Vec<workloads::WorkloadRun>>,
+    /// The last lines of each workload's output (`workload-<name>.log`).
+    #[serde(default)]
+    pub workload_tails: BTreeMap<String, Vec<String>>,
+}
+
+/// Lines of a workload's output a report shows.
+pub const WORKLOAD_TAIL_LINES: usize = 20;
+
+fn tail_of(content: &str) -> Vec<String> {
+    let lines: Vec<&str> = content.lines().collect();
+    lines[lines.len().saturating_sub(WORKLOAD_TAIL_LINES)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
 }
 
 impl Observed {
@@ -182,7 +199,21 @@ impl Observed {
             }
         }
         let mut obs = Observed::default();
-        for name in crate::capture::CAPTURES.iter().map(|c| c.file) {
+        let logs: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|source| ObserveError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| crate::capture::workload_of(n).is_some())
+            .collect();
+        let names = crate::capture::CAPTURES
+            .iter()
+            .map(|c| c.file.to_string())
+            .chain(logs);
+        for name in names {
+            let name = name.as_str();
             let path = dir.join(name);
             let bytes = match std::fs::read(&path) {
                 Ok(b) => b,
@@ -229,6 +260,10 @@ impl Observed {
     /// [`crate::capture::CAPTURES`]) and stores it. Returns whether `name`
     /// is a parsed capture file.
     fn insert(&mut self, name: &str, content: &str) -> Result<bool, ParseError> {
+        if let Some(w) = crate::capture::workload_of(name) {
+            self.workload_tails.insert(w.to_string(), tail_of(content));
+            return Ok(true);
+        }
         let Some(parse) = crate::capture::capture_spec(name).and_then(|c| c.parse) else {
             return Ok(false);
         };

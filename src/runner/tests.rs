@@ -68,6 +68,9 @@ fn captures(profile: &str, nested: bool) -> Vec<Say> {
     let set = CaptureSet::read_dir(std::path::Path::new(&dir)).unwrap();
     let mut out = Vec::new();
     for c in CAPTURES {
+        if c.scope == Scope::Workload {
+            continue;
+        }
         if c.scope == Scope::Nested && !nested {
             continue;
         }

@@ -25,6 +25,7 @@ mod nested;
 mod numa;
 mod pci;
 mod sriov;
+mod workload;
 
 /// The skip reason for a check whose capture file is missing. Checks name
 /// capture files only through their specs ([`crate::capture::CAPTURES`]).
@@ -46,6 +47,7 @@ pub fn verify(e: &Expected, o: &Observed) -> Vec<Check> {
     kvm::check(e, o, &mut checks);
     sriov::check(e, o, &mut checks);
     nested::check(e, o, &mut checks);
+    workload::check(e, o, &mut checks);
     checks
 }
 

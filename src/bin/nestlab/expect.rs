@@ -47,6 +47,7 @@ pub fn main(profile: &str, json: bool) -> u8 {
             nestlab::expect::DeviceKind::Nic(m) => format!("{} {m}", d.id),
             nestlab::expect::DeviceKind::Vf => format!("{} VF", d.id),
             nestlab::expect::DeviceKind::Disk => format!("{} virtio disk", d.id),
+            nestlab::expect::DeviceKind::Share => format!("{} shared folder", d.id),
         };
         let vfs = if d.vfs > 0 {
             format!(", {} VFs", d.vfs)

@@ -14,8 +14,10 @@ mod guest;
 mod nested;
 mod nics;
 mod nodes;
+mod workload;
 
 pub use nested::parse_device_ref;
+pub use workload::cli_workload;
 
 use sha2::{Digest, Sha256};
 
@@ -104,6 +106,10 @@ pub enum Problem {
     BadCmdline(String),
     #[error("'{0}' is not a guest kind: use \"appliance\" or \"debian\"")]
     GuestKind(String),
+    #[error("{0}")]
+    Share(String),
+    #[error("{0}")]
+    Workload(String),
     #[error("'{0}' is not a device id: use nicN or nicN.vfK")]
     BadDeviceRef(String),
     #[error("'{id}' does not exist: the profile has nic0..nic{last}")]
@@ -215,11 +221,25 @@ impl Errors {
     }
 }
 
-/// Validates wire structs. `text` is the profile text, hashed into the model.
+/// Validates wire structs. `text` is the profile text, hashed into the
+/// model; relative share folders are relative to the current folder.
 ///
 /// # Errors
 /// Every problem found, each naming its field.
 pub fn validate(file: &ProfileFile, text: &str) -> Result<Profile, ValidationErrors> {
+    validate_in(file, text, std::path::Path::new("."))
+}
+
+/// [`validate`], with relative share folders relative to `base` (the
+/// profile file's folder).
+///
+/// # Errors
+/// Every problem found, each naming its field.
+pub fn validate_in(
+    file: &ProfileFile,
+    text: &str,
+    base: &std::path::Path,
+) -> Result<Profile, ValidationErrors> {
     let mut errs = Errors(Vec::new());
 
     check_name(&file.name, &mut errs);
@@ -329,6 +349,8 @@ pub fn validate(file: &ProfileFile, text: &str) -> Result<Profile, ValidationErr
         }
     }
 
+    let workloads = workload::check_workloads(&file.workload, &nodes, base, &mut errs);
+
     if !errs.0.is_empty() {
         return Err(ValidationErrors(errs.0));
     }
@@ -344,6 +366,7 @@ pub fn validate(file: &ProfileFile, text: &str) -> Result<Profile, ValidationErr
         guest,
         cmdline_extra,
         nested,
+        workloads,
         content_hash: format!("sha256:{:x}", Sha256::digest(text.as_bytes())),
     })
 }
