@@ -37,7 +37,7 @@ pub const SHARE_DRIVER: ShareDriver = ShareDriver::NineP;
 
 /// Every folder the profile's workloads share, once each (the same host
 /// folder at the same guest path and mode is one device), then the
-/// artifacts folder when there is any workload.
+/// run folder (control files and artifacts) when there is any workload.
 fn share_list(profile: &Profile) -> Vec<(ShareSource, String, ShareMode)> {
     let mut out: Vec<(ShareSource, String, ShareMode)> = Vec::new();
     for w in &profile.workloads {
@@ -50,8 +50,8 @@ fn share_list(profile: &Profile) -> Vec<(ShareSource, String, ShareMode)> {
     }
     if !profile.workloads.is_empty() {
         out.push((
-            ShareSource::Artifacts,
-            crate::model::workload::ARTIFACTS_GUEST_DIR.to_string(),
+            ShareSource::RunFolder,
+            crate::model::workload::RUN_FOLDER_GUEST.to_string(),
             ShareMode::Rw,
         ));
     }

@@ -239,7 +239,10 @@ pub fn load_profile_file(path: &Path) -> Result<Profile, ProfileError> {
             byte: bytes.get(good).copied().unwrap_or(0),
         }
     })?;
-    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     load_profile_in(&text, &path.display().to_string(), base)
 }
 

@@ -55,8 +55,9 @@ impl ShareDriver {
 pub enum ShareSource {
     /// A folder of the user's.
     Folder(std::path::PathBuf),
-    /// The run's artifacts folder (`$NESTLAB_ARTIFACTS`), made per run.
-    Artifacts,
+    /// The run folder, made per run: nestlab's control files for the
+    /// workload step and the artifacts folder (`$NESTLAB_ARTIFACTS`).
+    RunFolder,
 }
 
 /// A shared folder, as a device of the virtual host.

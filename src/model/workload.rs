@@ -13,6 +13,10 @@ use crate::model::NodeId;
 pub const DEFAULT_WORKLOAD_TIMEOUT_SECS: u32 = 30 * 60;
 /// The longest timeout a workload may ask for (a day).
 pub const MAX_WORKLOAD_TIMEOUT_SECS: u32 = 24 * 60 * 60;
+/// Where the run folder is in the guest: nestlab's control files for the
+/// workload step (`control/`, written by the host) and the artifacts
+/// folder (`artifacts/`, written by the workloads).
+pub const RUN_FOLDER_GUEST: &str = "/run/nestlab";
 /// Where the artifacts folder is in the guest (`$NESTLAB_ARTIFACTS`).
 pub const ARTIFACTS_GUEST_DIR: &str = "/run/nestlab/artifacts";
 /// The name of the workload `nestlab run ... -- CMD` makes.
@@ -68,7 +72,9 @@ impl FromStr for ShareArg {
             None => (rest, None),
         };
         if host.is_empty() {
-            return Err(format!("'{s}': the host folder is empty (use HOST[:GUEST][:ro|rw])"));
+            return Err(format!(
+                "'{s}': the host folder is empty (use HOST[:GUEST][:ro|rw])"
+            ));
         }
         if guest.is_some_and(|g| g.is_empty() || g.contains(':')) {
             return Err(format!("'{s}': use HOST[:GUEST][:ro|rw]"));
@@ -158,9 +164,12 @@ pub fn guest_path_problem(path: &str) -> Option<String> {
     if path.contains("/../") || path.ends_with("/..") || path.contains("//") {
         return Some(format!("'{path}' is not a plain absolute path"));
     }
-    if path.chars().any(|c| c.is_control() || c == ',' || c == '\'' || c == '"' || c == '\\') {
+    if path
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || ",:'\"\\".contains(c))
+    {
         return Some(format!(
-            "'{path}' has a character a mount point cannot carry (control characters, quotes, ',', '\\')"
+            "'{path}' has a character a mount point cannot carry here (blanks, control characters, quotes, ',', ':', '\\')"
         ));
     }
     let trimmed = if path.len() > 1 {
@@ -186,7 +195,10 @@ mod tests {
     #[test]
     fn share_syntax() {
         let s: ShareArg = "./src".parse().unwrap();
-        assert_eq!((s.host.as_str(), s.guest, s.mode), ("./src", None, ShareMode::Ro));
+        assert_eq!(
+            (s.host.as_str(), s.guest, s.mode),
+            ("./src", None, ShareMode::Ro)
+        );
         let s: ShareArg = "/data:/mnt/data:rw".parse().unwrap();
         assert_eq!(
             (s.host.as_str(), s.guest.as_deref(), s.mode),
@@ -195,7 +207,10 @@ mod tests {
         let s: ShareArg = "/data:/x".parse().unwrap();
         assert_eq!((s.guest.as_deref(), s.mode), (Some("/x"), ShareMode::Ro));
         let s: ShareArg = "out:rw".parse().unwrap();
-        assert_eq!((s.host.as_str(), s.guest, s.mode), ("out", None, ShareMode::Rw));
+        assert_eq!(
+            (s.host.as_str(), s.guest, s.mode),
+            ("out", None, ShareMode::Rw)
+        );
         for bad in ["", ":/x", "/a:/b:/c", "a::rw", ":rw"] {
             assert!(bad.parse::<ShareArg>().is_err(), "{bad}");
         }
@@ -205,7 +220,17 @@ mod tests {
     fn guest_paths() {
         assert_eq!(guest_path_problem("/work/src"), None);
         assert_eq!(guest_path_problem("/usr/local/src"), None);
-        for bad in ["/", "/usr", "/etc/", "/proc/x", "/run/nestlab", "rel", "/a/../b", "/a,b", "/tmp"] {
+        for bad in [
+            "/",
+            "/usr",
+            "/etc/",
+            "/proc/x",
+            "/run/nestlab",
+            "rel",
+            "/a/../b",
+            "/a,b",
+            "/tmp",
+        ] {
             assert!(guest_path_problem(bad).is_some(), "{bad}");
         }
     }

@@ -44,8 +44,8 @@ pub mod nested;
 pub mod numactl;
 pub mod pci_numa;
 pub mod sriov;
-pub mod workloads;
 mod text;
+pub mod workloads;
 
 /// A capture file that could not be parsed: where and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -115,7 +115,11 @@ mod tests {
 
     #[test]
     fn bad_lines_name_their_line() {
-        for bad in ["workload a exit=x seconds=1 timed_out=no", "workload a", "workload a exit=0"] {
+        for bad in [
+            "workload a exit=x seconds=1 timed_out=no",
+            "workload a",
+            "workload a exit=0",
+        ] {
             let e = parse(&format!("\n{bad}\n")).unwrap_err();
             assert_eq!(e.line, 2, "{bad}");
         }

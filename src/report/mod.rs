@@ -102,6 +102,32 @@ pub struct Report {
     /// load, VFs that could not be made); the agent went on after each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub guest_errors: Vec<GuestStepError>,
+    /// Where the workloads' artifacts were kept (`$NESTLAB_ARTIFACTS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<String>,
+    /// Test cases from JUnit files the workloads wrote into the artifacts
+    /// folder (merged into `--junit` under the profile's suite).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_junit: Vec<UserCase>,
+}
+
+/// A test case of the user's, read from a JUnit file of the artifacts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserCase {
+    /// The file it came from (relative to the artifacts folder).
+    pub file: String,
+    /// Its `classname` (its suite's name when it has none).
+    pub classname: String,
+    /// Its `name`.
+    pub name: String,
+    /// Pass, fail (`<failure>` or `<error>`) or skip (`<skipped>`).
+    pub status: Status,
+    /// The failure's message and text, when it failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Its `time` in seconds, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<f64>,
 }
 
 /// A step of the in-guest agent that failed.
@@ -194,6 +220,8 @@ impl Report {
             seconds: None,
             timings: None,
             guest_errors: Vec::new(),
+            artifacts: None,
+            user_junit: Vec::new(),
         }
     }
 
@@ -207,6 +235,8 @@ impl Report {
             seconds: None,
             timings: None,
             guest_errors: Vec::new(),
+            artifacts: None,
+            user_junit: Vec::new(),
         }
     }
 
@@ -276,6 +306,28 @@ impl Report {
         for g in &self.guest_errors {
             let _ = writeln!(out, "  guest step failed: {}: {}", g.step, g.detail);
         }
+        if !self.user_junit.is_empty() {
+            let n = |st| self.user_junit.iter().filter(|c| c.status == st).count();
+            let _ = writeln!(
+                out,
+                "  your JUnit: {} passed, {} failed, {} skipped",
+                n(Status::Pass),
+                n(Status::Fail),
+                n(Status::Skip)
+            );
+            for c in self.user_junit.iter().filter(|c| c.status == Status::Fail) {
+                let _ = writeln!(
+                    out,
+                    "    FAIL {}.{}: {}",
+                    c.classname,
+                    c.name,
+                    c.message.lines().next().unwrap_or("")
+                );
+            }
+        }
+        if let Some(a) = &self.artifacts {
+            let _ = writeln!(out, "  artifacts: {a}");
+        }
         if let (true, Some(t)) = (verbose, &self.timings) {
             let _ = writeln!(out, "  time: {}", t.to_line());
         }
@@ -320,6 +372,8 @@ pub fn junit(reports: &[Report]) -> String {
 }
 
 mod junit;
+
+pub use junit::user_junit;
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,7 @@
 pub mod many;
 pub mod phase;
 pub mod session;
+pub mod workload;
 
 #[cfg(test)]
 mod tests;
@@ -144,6 +145,8 @@ pub struct RunOptions {
     /// When the command started: a run's `prepare` time counts from here
     /// (it includes waiting for a `--jobs` slot).
     pub since: Instant,
+    /// Run the workloads even when the topology checks failed.
+    pub always: bool,
 }
 
 /// What a run tells its caller as it goes (progress lines).
@@ -168,6 +171,13 @@ pub enum Progress {
     Retrying {
         /// The first line of the error.
         why: String,
+    },
+    /// A line a workload printed.
+    Output {
+        /// The workload.
+        workload: String,
+        /// The line.
+        line: String,
     },
     /// Shell mode: the console is the user's now.
     ShellReady {
@@ -270,6 +280,16 @@ pub fn prepare(
                 })
             })
             .collect::<Result<_, HostError>>()?,
+        shares: t
+            .shares
+            .iter()
+            .map(|sh| match &sh.source {
+                crate::model::ShareSource::Folder(p) => p.display().to_string(),
+                crate::model::ShareSource::RunFolder => {
+                    workload::run_folder(&opts.dir).display().to_string()
+                }
+            })
+            .collect(),
     };
     let mut dom = render(t, opts.accel, &boot);
     dom.name = domain_name(&t.profile.name, nonce);
@@ -316,11 +336,44 @@ async fn attempt(
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<(session::Booted, Vec<&'static str>), BootError> {
     let nonce = Nonce::generate();
+    let run_folder = workload::prepare_run_folder(t, &opts.dir)?;
     let dom = prepare(t, kind, host.as_ref(), facts, opts, &nonce)?;
     let expected =
         AgentParams::for_topology(t, nonce.clone(), vec![], opts.mode, 1)?.expected_files();
     let xml = dom.to_xml()?;
-    let booted = session::boot_once(host.clone(), xml, &nonce, opts, progress).await?;
+    // At the gate: the topology (and nested) checks on what the agent
+    // printed so far decide whether the workloads run.
+    let keeper = |captured: &crate::capture::CaptureSet| -> Result<(), BootError> {
+        let Some(root) = &run_folder else {
+            return Ok(());
+        };
+        let observed = Observed::from_set(captured)?;
+        let failed: Vec<String> = verify(&expect(t), &observed)
+            .into_iter()
+            .filter(|c| c.status == crate::report::Status::Fail)
+            .map(|c| c.id)
+            .collect();
+        let word = if failed.is_empty() {
+            workload::Gate::Go
+        } else if opts.always {
+            progress(Progress::Output {
+                workload: "*".into(),
+                line: format!(
+                    "nestlab: the topology checks failed ({}); running the workloads anyway (--always)",
+                    failed.join(", ")
+                ),
+            });
+            workload::Gate::Go
+        } else {
+            workload::Gate::Stop(format!(
+                "the topology checks failed ({}); --always runs workloads anyway",
+                failed.join(", ")
+            ))
+        };
+        workload::write_gate(root, &word)
+    };
+    let gate: Option<session::GateKeeper<'_>> = run_folder.as_ref().map(|_| &keeper as _);
+    let booted = session::boot_once(host.clone(), xml, &nonce, opts, progress, gate).await?;
     Ok((booted, expected))
 }
 
@@ -339,6 +392,15 @@ pub async fn run_profile(
     let start = Instant::now();
     let name = t.profile.name.clone();
     let report_progress = |p: Progress| progress(&name, p);
+    let mut with_workloads = opts.clone();
+    with_workloads.timeouts.workloads = std::time::Duration::from_secs(
+        t.profile
+            .workloads
+            .iter()
+            .map(|w| u64::from(w.timeout_secs))
+            .sum(),
+    );
+    let opts = &with_workloads;
     let h = host.clone();
     let facts = match tokio::task::spawn_blocking(move || h.facts()).await {
         Ok(Ok(f)) => f,
@@ -393,6 +455,14 @@ pub async fn run_profile(
         }
     };
     let mut report = Report::from_checks(&name, checks, false);
+    match workload::finish_run_folder(&opts.dir) {
+        Ok(Some(artifacts)) => {
+            report.artifacts = Some(artifacts.display().to_string());
+            report.user_junit = crate::report::user_junit(&artifacts);
+        }
+        Ok(None) => {}
+        Err(e) => report.error = Some(format!("the artifacts could not be kept: {}", e.chain())),
+    }
     report.guest_errors = captured
         .step_errors
         .iter()

@@ -30,6 +30,8 @@ pub enum PhaseKind {
     Probe,
     /// From the `nested` marker until `done`.
     Nested,
+    /// From the `gate` marker until `done`: the user's workloads.
+    Workload,
 }
 
 impl fmt::Display for PhaseKind {
@@ -38,6 +40,7 @@ impl fmt::Display for PhaseKind {
             PhaseKind::Boot => "boot",
             PhaseKind::Probe => "probe",
             PhaseKind::Nested => "nested",
+            PhaseKind::Workload => "workload",
         })
     }
 }
@@ -49,6 +52,9 @@ pub struct Timeouts {
     pub boot: Duration,
     /// From the agent's start until the captures are done.
     pub probe: Duration,
+    /// The workloads' own timeouts together (the agent kills each at its
+    /// own; the phase allows them all plus [`WORKLOAD_SLACK`]).
+    pub workloads: Duration,
 }
 
 impl Default for Timeouts {
@@ -56,9 +62,21 @@ impl Default for Timeouts {
         Timeouts {
             boot: Duration::from_secs(120),
             probe: Duration::from_secs(180),
+            workloads: Duration::ZERO,
         }
     }
 }
+
+/// What the workload phase allows beyond the workloads' own timeouts: the
+/// host's word at the gate, mounting, printing the results.
+pub const WORKLOAD_SLACK: Duration = Duration::from_secs(180);
+
+/// How long the console may stay quiet while workloads run, where the
+/// agent prints an `alive` marker every
+/// [`WORKLOAD_HEARTBEAT_SECS`](crate::guest::agent::WORKLOAD_HEARTBEAT_SECS)
+/// (a workload that prints nothing for hours is fine).
+pub const WORKLOAD_QUIET: Duration =
+    Duration::from_secs(6 * crate::guest::agent::WORKLOAD_HEARTBEAT_SECS as u64);
 
 impl Timeouts {
     /// Seconds one run of the nested guest may take inside the virtual
@@ -154,6 +172,7 @@ impl Watch {
             PhaseKind::Boot => self.timeouts.boot,
             PhaseKind::Probe => self.timeouts.probe,
             PhaseKind::Nested => self.timeouts.nested_budget(),
+            PhaseKind::Workload => self.timeouts.workloads + WORKLOAD_SLACK,
         }
     }
 
@@ -162,6 +181,7 @@ impl Watch {
             PhaseKind::Boot => None,
             PhaseKind::Probe => Some(self.timeouts.probe_quiet()),
             PhaseKind::Nested => Some(NESTED_QUIET),
+            PhaseKind::Workload => Some(WORKLOAD_QUIET),
         }
     }
 
@@ -171,6 +191,9 @@ impl Watch {
             PhaseKind::Probe => "waiting for the agent's captures",
             PhaseKind::Nested => {
                 "waiting for the nested step (the agent prints a heartbeat while it runs)"
+            }
+            PhaseKind::Workload => {
+                "waiting for the workloads (the agent prints a heartbeat while they run)"
             }
         }
     }
@@ -191,6 +214,7 @@ impl Watch {
         match ev {
             ConsoleEvent::InitStarted => self.enter(PhaseKind::Probe, now),
             ConsoleEvent::NestedStarted(_) => self.enter(PhaseKind::Nested, now),
+            ConsoleEvent::Gate => self.enter(PhaseKind::Workload, now),
             ConsoleEvent::KernelPanic(line) => return Step::Panicked(line.clone()),
             ConsoleEvent::Done if self.mode == Mode::Probe => return Step::Finished,
             ConsoleEvent::ShellReady if self.mode == Mode::Shell => return Step::Finished,
@@ -286,6 +310,7 @@ mod tests {
         let t = Timeouts {
             boot: secs(120),
             probe: secs(180),
+            workloads: Duration::ZERO,
         };
         let mut w = Watch::start(t, Mode::Probe, t0);
         w.event(&ConsoleEvent::InitStarted, t0 + secs(5));
@@ -299,16 +324,39 @@ mod tests {
     }
 
     #[test]
+    fn workload_phase_allows_long_quiet_work_with_heartbeats() {
+        let t0 = Instant::now();
+        let t = Timeouts {
+            workloads: secs(1800),
+            ..Timeouts::default()
+        };
+        let mut w = Watch::start(t, Mode::Probe, t0);
+        w.event(&ConsoleEvent::InitStarted, t0);
+        w.event(&ConsoleEvent::Gate, t0 + secs(10));
+        assert_eq!(w.phase(), PhaseKind::Workload);
+        // 5 minutes of heartbeats only: still within the phase.
+        for s in (20..=310).step_by(10) {
+            w.heard(t0 + secs(s));
+        }
+        assert_eq!(w.deadline(), t0 + secs(310 + 60));
+        assert!(w.deadline() < t0 + secs(10 + 1800 + 180));
+        let e = w.expired();
+        assert_eq!((e.phase, e.secs, e.quiet), (PhaseKind::Workload, 60, true));
+    }
+
+    #[test]
     fn short_probe_timeouts_are_clamped() {
         let t = Timeouts {
             boot: secs(20),
             probe: secs(30),
+            workloads: Duration::ZERO,
         };
         assert_eq!(t.probe_quiet(), secs(10));
         assert_eq!(t.nested_run_secs(), 10);
         let t = Timeouts {
             boot: secs(20),
             probe: secs(5),
+            workloads: Duration::ZERO,
         };
         assert_eq!(t.probe_quiet(), secs(5), "never longer than the phase");
     }

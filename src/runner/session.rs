@@ -142,12 +142,17 @@ enum Ended {
 
 /// Boots the domain `xml` once and reads its console until the agent is
 /// done; writes `domain.xml` and `console.log` into `opts.dir`.
+/// Called at the agent's `gate` with what it printed so far; says whether
+/// the workloads run (and writes the word where the agent reads it).
+pub(crate) type GateKeeper<'a> = &'a (dyn Fn(&CaptureSet) -> Result<(), BootError> + Sync);
+
 pub(crate) async fn boot_once(
     host: Arc<dyn Host>,
     xml: String,
     nonce: &Nonce,
     opts: &RunOptions,
     progress: &(dyn Fn(Progress) + Sync),
+    gate: Option<GateKeeper<'_>>,
 ) -> Result<Booted, BootError> {
     let create = Instant::now();
     write_file(&opts.dir.join("domain.xml"), xml.as_bytes())?;
@@ -174,7 +179,7 @@ pub(crate) async fn boot_once(
         domain: guest.name().to_string(),
     });
 
-    let result = read_console(&guest, nonce, opts, progress, &mut log, create).await;
+    let result = read_console(&guest, nonce, opts, progress, &mut log, create, gate).await;
     let _ = log.flush();
     let (reader, times) = match result {
         Ok(r) => r,
@@ -217,6 +222,7 @@ async fn read_console(
     progress: &(dyn Fn(Progress) + Sync),
     log: &mut fs::File,
     create: Instant,
+    gate: Option<GateKeeper<'_>>,
 ) -> Result<(ConsoleReader, BootTimes), BootError> {
     let mut rx = open_stream(guest).await?;
     let g = guest.clone();
@@ -303,6 +309,17 @@ async fn read_console(
                     });
                 }
                 ConsoleEvent::FileDone(f) => progress(Progress::Captured { file: f }),
+                ConsoleEvent::Gate => match gate {
+                    Some(g) => g(reader.captured())?,
+                    None => {
+                        return Err(BootError::Internal(
+                            "the agent waits at the gate, but this run has no workloads".into(),
+                        ))
+                    }
+                },
+                ConsoleEvent::Output { workload, line } => {
+                    progress(Progress::Output { workload, line })
+                }
                 ConsoleEvent::ShellReady if opts.mode == Mode::Shell => {
                     progress(Progress::ShellReady {
                         domain: guest.name().to_string(),

@@ -125,6 +125,7 @@ fn options(dir: &std::path::Path, retries: u32) -> RunOptions {
         mode: Mode::Probe,
         retries,
         since: Instant::now(),
+        always: false,
     }
 }
 
@@ -142,6 +143,7 @@ async fn run(profile: &str, retries: u32, scripts: Vec<Script>) -> Run {
             Progress::ShellReady { .. } => "shell".into(),
             Progress::Verdict { report } => format!("verdict {:?}", report.verdict),
             Progress::TeardownFailed { why } => format!("teardown-failed {why}"),
+            Progress::Output { workload, line } => format!("output {workload}: {line}"),
         };
         ev.lock().unwrap().push(s);
     };

@@ -223,6 +223,11 @@ fn describe(d: &ExpectedDevice) -> String {
         DeviceKind::Nic(m) => format!("{} ({m}) [{}] at {}", d.id, d.pci_id, d.bdf.short()),
         DeviceKind::Vf => format!("{} (igb VF) [{}] at {}", d.id, d.pci_id, d.bdf.short()),
         DeviceKind::Disk => format!("{} (virtio disk) [{}] at {}", d.id, d.pci_id, d.bdf.short()),
-        DeviceKind::Share => format!("{} (shared folder) [{}] at {}", d.id, d.pci_id, d.bdf.short()),
+        DeviceKind::Share => format!(
+            "{} (shared folder) [{}] at {}",
+            d.id,
+            d.pci_id,
+            d.bdf.short()
+        ),
     }
 }

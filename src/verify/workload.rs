@@ -38,11 +38,9 @@ pub(super) fn check(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
                 "the agent did not run it",
                 format!("workload {} did not run", w.name),
             )),
-            Some(WorkloadOutcome::Skipped(why)) => out.push(Check::skip(
-                id,
-                want,
-                format!("not run: {why}"),
-            )),
+            Some(WorkloadOutcome::Skipped(why)) => {
+                out.push(Check::skip(id, want, format!("not run: {why}")))
+            }
             Some(WorkloadOutcome::Ran {
                 exit,
                 seconds,

@@ -242,6 +242,9 @@ pub struct Devices {
     /// Controllers: usb none, pcie-root, expanders, root ports.
     #[serde(rename = "controller", default)]
     pub controllers: Vec<Controller>,
+    /// Shared host folders.
+    #[serde(rename = "filesystem", default, skip_serializing_if = "Vec::is_empty")]
+    pub filesystems: Vec<Filesystem>,
     /// NICs.
     #[serde(rename = "interface", default)]
     pub interfaces: Vec<Interface>,
@@ -394,6 +397,63 @@ pub struct DiskTarget {
     /// `virtio`.
     #[serde(rename = "@bus")]
     pub bus: String,
+}
+
+/// `<filesystem type='mount'>`: a host folder shared into the guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Filesystem {
+    /// `mount`.
+    #[serde(rename = "@type")]
+    pub kind: String,
+    /// 9p: `passthrough`, `mapped` or `squash`; virtiofs: `passthrough`.
+    #[serde(rename = "@accessmode")]
+    pub accessmode: String,
+    /// `<driver type>`: `path` (9p) or `virtiofs`.
+    pub driver: FsDriver,
+    /// virtiofs: `<binary path>` of virtiofsd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<FsBinary>,
+    /// `<source dir>`.
+    pub source: FsSource,
+    /// `<target dir>`: the mount tag.
+    pub target: FsTarget,
+    /// `<readonly/>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly: Option<Empty>,
+    /// Where it plugs in.
+    pub address: PciAddress,
+}
+
+/// `<driver type>` of a filesystem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FsDriver {
+    /// `path` or `virtiofs`.
+    #[serde(rename = "@type")]
+    pub kind: String,
+}
+
+/// `<binary path>` of a virtiofs filesystem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FsBinary {
+    /// virtiofsd's path.
+    #[serde(rename = "@path")]
+    pub path: String,
+}
+
+/// `<source dir>` of a filesystem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FsSource {
+    /// The host folder.
+    #[serde(rename = "@dir")]
+    pub dir: String,
+}
+
+/// `<target dir>` of a filesystem: the tag the guest mounts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FsTarget {
+    /// The tag.
+    #[serde(rename = "@dir")]
+    pub dir: String,
 }
 
 /// `<interface>`.

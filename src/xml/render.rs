@@ -2,7 +2,7 @@
 //! [`Domain::to_xml`]). Nothing here decides a number: every index, bus and
 //! address comes from the topology.
 
-use crate::model::{Accel, Topology};
+use crate::model::{Accel, ShareDriver, ShareMode, ShareSource, Topology};
 use crate::xml::domain::*;
 
 /// What the guest boots: direct kernel boot, and the images of the
@@ -17,7 +17,13 @@ pub struct BootSpec {
     pub cmdline: String,
     /// The image of each of the topology's disks, in order.
     pub disks: Vec<DiskImage>,
+    /// The host folder of each of the topology's shares, in order (a
+    /// folder share's own path when missing).
+    pub shares: Vec<String>,
 }
+
+/// The host folder [`BootSpec::placeholder`] gives the run folder.
+pub const PLACEHOLDER_RUN_FOLDER: &str = "/tmp/nestlab-run-RUN/PROFILE/share";
 
 /// A disk image on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +46,7 @@ impl BootSpec {
             initrd: "/var/cache/nestlab/appliance/KERNEL/initrd.img".into(),
             cmdline: "console=ttyS0".into(),
             disks: Vec::new(),
+            shares: Vec::new(),
         }
     }
 }
@@ -239,6 +246,39 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
                 })
                 .collect(),
             controllers,
+            filesystems: topology
+                .shares
+                .iter()
+                .enumerate()
+                .map(|(i, sh)| {
+                    let dir = boot
+                        .shares
+                        .get(i)
+                        .cloned()
+                        .unwrap_or_else(|| match &sh.source {
+                            ShareSource::Folder(p) => p.display().to_string(),
+                            ShareSource::RunFolder => PLACEHOLDER_RUN_FOLDER.into(),
+                        });
+                    let (driver, accessmode) = match sh.driver {
+                        ShareDriver::NineP => ("path", "squash"),
+                        ShareDriver::Virtiofs => ("virtiofs", "passthrough"),
+                    };
+                    Filesystem {
+                        kind: "mount".into(),
+                        accessmode: accessmode.into(),
+                        driver: FsDriver {
+                            kind: driver.into(),
+                        },
+                        binary: None,
+                        source: FsSource { dir },
+                        target: FsTarget {
+                            dir: sh.tag.clone(),
+                        },
+                        readonly: (sh.mode == ShareMode::Ro).then_some(Empty {}),
+                        address: PciAddress::new(sh.xml_bus, 0, 0),
+                    }
+                })
+                .collect(),
             interfaces,
             serials: vec![Serial {
                 kind: "pty".into(),

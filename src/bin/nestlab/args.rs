@@ -135,6 +135,24 @@ pub struct RunCmd {
     /// lacks a device it needs (igb needs QEMU >= 8.0).
     #[arg(long)]
     pub strict: bool,
+    /// Share a host folder with the command after `--`:
+    /// HOST[:GUEST][:ro|rw] (GUEST defaults to HOST, the mode to ro). The
+    /// current folder is always shared read-only at the same path.
+    #[arg(long = "share", value_name = "HOST[:GUEST][:ro|rw]")]
+    pub shares: Vec<String>,
+    /// Run the command (and the profile's workloads) even when the
+    /// topology checks failed.
+    #[arg(long)]
+    pub always: bool,
+    /// Seconds the command after `--` may take (default 1800); then it is
+    /// killed and its check fails with the tail of its output.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=86400))]
+    pub workload_timeout: Option<u32>,
+    /// A command to run in each virtual host once its topology is verified
+    /// (in the current folder, shared read-only); its exit status is the
+    /// check `workload.command`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -189,6 +207,11 @@ pub struct RunArgs {
     /// TCG the reference takes about 8 s instead of 25).
     #[arg(long)]
     pub skip_nested: bool,
+    /// What boots in the virtual host: appliance (a busybox initramfs) or
+    /// debian (a Debian image with libvirt inside); default: the profile's
+    /// `[guest] kind`, else appliance.
+    #[arg(long, value_name = "KIND")]
+    pub guest: Option<nestlab::model::GuestKindId>,
     /// Boot this initramfs instead of the probe appliance's (advanced: it
     /// must print the agent's console protocol; used by the fault tests).
     #[arg(long, value_name = "PATH")]

@@ -36,18 +36,53 @@ pub fn load_topology(profile: &str) -> Result<Topology, u8> {
     })
 }
 
-/// Loads a profile for `run` or `up`, without its nested step under
-/// `--skip-nested` (saying so).
-pub fn load_run_topology(profile: &str, args: &RunArgs) -> Result<Topology, u8> {
-    let mut t = load_topology(profile)?;
-    if args.skip_nested && !t.profile.nested.is_empty() {
-        eprintln!(
-            "nestlab: {}: nested step left out (--skip-nested)",
-            t.profile.name
-        );
-        t.profile.nested.clear();
+/// The command line's own workload: `--share`s and `-- CMD`.
+pub struct CliWork<'a> {
+    /// CMD and its arguments.
+    pub argv: &'a [String],
+    /// `--share` arguments.
+    pub shares: &'a [String],
+    /// `--workload-timeout`.
+    pub timeout: Option<u32>,
+}
+
+/// Loads a profile for `run` or `up` with the command line's changes:
+/// `--guest`, `--skip-nested` (saying so), the `-- CMD` workload; then
+/// resolves it. Errors are printed; the exit code comes back.
+pub fn load_run_topology(
+    profile: &str,
+    args: &RunArgs,
+    work: Option<&CliWork>,
+) -> Result<Topology, u8> {
+    let invalid = |e: &dyn std::error::Error| {
+        print_error(e);
+        exit::INVALID
+    };
+    let mut p = load_profile_arg(profile).map_err(|e| invalid(&e))?;
+    if let Some(kind) = args.guest {
+        p.guest = kind;
     }
-    Ok(t)
+    if args.skip_nested && !p.nested.is_empty() {
+        eprintln!("nestlab: {}: nested step left out (--skip-nested)", p.name);
+        p.nested.clear();
+    }
+    if let Some(w) = work {
+        let cwd = std::env::current_dir().map_err(|e| invalid(&e))?;
+        let mut cli = nestlab::front::validate::cli_workload(w.argv, w.shares, &cwd, &p.nodes)
+            .map_err(|e| invalid(&e))?;
+        if let Some(t) = w.timeout {
+            cli.timeout_secs = t;
+        }
+        if p.workloads.iter().any(|x| x.name == cli.name) {
+            eprintln!(
+                "error: {}: the profile has a workload named '{}' already; the command line's would take its check's name",
+                p.name, cli.name
+            );
+            return Err(exit::INVALID);
+        }
+        p.workloads.push(cli);
+    }
+    resolve::resolve(&p).map_err(|e| invalid(&e))
 }
 
 /// The default URI: the system daemon for root, the session one otherwise.

@@ -12,7 +12,9 @@ use nestlab::runner::many::{run_all, Job};
 use nestlab::runner::{Progress, RunOptions, Timeouts};
 
 use crate::args::{RunArgs, RunCmd};
-use crate::common::{load_run_topology, prepare, print_error, runtime, signalled, Prepared};
+use crate::common::{
+    load_run_topology, prepare, print_error, runtime, signalled, CliWork, Prepared,
+};
 use crate::exit;
 
 /// The timeouts the arguments ask for.
@@ -20,7 +22,19 @@ pub fn timeouts(args: &RunArgs) -> Timeouts {
     Timeouts {
         boot: Duration::from_secs(args.boot_timeout),
         probe: Duration::from_secs(args.probe_timeout),
+        // Each run's from its workloads' own timeouts.
+        workloads: Duration::ZERO,
     }
+}
+
+/// Where workloads' output lines go: stdout (stderr under `--json`, which
+/// owns stdout), prefixed with the profile's name when several run.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// Print to stderr.
+    pub to_stderr: bool,
+    /// Prefix with `[profile] `.
+    pub prefix: bool,
 }
 
 /// Prints progress on stderr. `verdicts`: print each run's report when its
@@ -29,9 +43,23 @@ pub fn timeouts(args: &RunArgs) -> Timeouts {
 pub fn progress_printer(
     tty: bool,
     verdicts: Option<bool>,
+    output: Output,
 ) -> impl Fn(&str, Progress) + Send + Sync {
     move |profile: &str, p: Progress| {
         let line = match p {
+            Progress::Output { line, .. } => {
+                let text = if output.prefix {
+                    format!("[{profile}] {line}")
+                } else {
+                    line
+                };
+                if output.to_stderr {
+                    eprintln!("{text}");
+                } else {
+                    println!("{text}");
+                }
+                return;
+            }
             Progress::Started { domain } => format!("{profile}: booting {domain}"),
             Progress::KernelUp { secs } => {
                 format!("{profile}: kernel up, agent started after {secs:.1} s")
@@ -82,9 +110,18 @@ pub fn main(cmd: RunCmd) -> u8 {
         cmd.profiles.clone()
     };
     // Every profile is checked before anything starts.
+    let work = (!cmd.command.is_empty()).then(|| CliWork {
+        argv: &cmd.command,
+        shares: &cmd.shares,
+        timeout: cmd.workload_timeout,
+    });
+    if work.is_none() && (!cmd.shares.is_empty() || cmd.workload_timeout.is_some()) {
+        eprintln!("error: --share and --workload-timeout go with a command after --");
+        return exit::INVALID;
+    }
     let loaded: Vec<_> = profiles
         .iter()
-        .map(|p| load_run_topology(p, &cmd.run))
+        .map(|p| load_run_topology(p, &cmd.run, work.as_ref()))
         .collect();
     if loaded.iter().any(Result::is_err) {
         return exit::INVALID;
@@ -135,9 +172,14 @@ pub fn main(cmd: RunCmd) -> u8 {
         mode: Mode::Probe,
         retries: cmd.run.retries,
         since,
+        always: cmd.always,
     };
     let tty = std::io::stderr().is_terminal();
-    let printer = Arc::new(progress_printer(tty, Some(cmd.verbose)));
+    let output = Output {
+        to_stderr: cmd.json,
+        prefix: profiles.len() > 1,
+    };
+    let printer = Arc::new(progress_printer(tty, Some(cmd.verbose), output));
     let result = rt.block_on(async {
         let interrupted = async {
             let code = signalled().await;

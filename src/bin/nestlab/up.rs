@@ -13,7 +13,7 @@ use crate::exit;
 use crate::run::{progress_printer, timeouts};
 
 pub fn main(profile: &str, args: &RunArgs) -> u8 {
-    let t = match load_run_topology(profile, args) {
+    let t = match load_run_topology(profile, args, None) {
         Ok(t) => t,
         Err(c) => return c,
     };
@@ -45,10 +45,18 @@ pub fn main(profile: &str, args: &RunArgs) -> u8 {
         mode: Mode::Shell,
         retries: args.retries,
         since: std::time::Instant::now(),
+        always: false,
     };
     let started: Arc<Mutex<Option<String>>> = Arc::default();
     let report = rt.block_on(async {
-        let base = progress_printer(true, None);
+        let base = progress_printer(
+            true,
+            None,
+            crate::run::Output {
+                to_stderr: true,
+                prefix: false,
+            },
+        );
         let s = started.clone();
         let printer = move |p: &str, ev: Progress| {
             if let Progress::ShellReady { domain } = &ev {

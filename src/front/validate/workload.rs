@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{Errors, Problem, ValidationErrors};
 use crate::front::wire::{CommandFile, WorkloadFile};
 use crate::model::workload::{
-    guest_path_problem, ARTIFACTS_GUEST_DIR, CLI_WORKLOAD, DEFAULT_WORKLOAD_TIMEOUT_SECS,
-    MAX_WORKLOAD_TIMEOUT_SECS,
+    guest_path_problem, CLI_WORKLOAD, DEFAULT_WORKLOAD_TIMEOUT_SECS, MAX_WORKLOAD_TIMEOUT_SECS,
 };
 use crate::model::{Command, Node, NodeId, Share, ShareArg, Workload};
 
@@ -57,7 +56,10 @@ fn check_share(arg: &ShareArg, base: &Path, field: &str, errs: &mut Errors) -> O
             let why = if host.is_dir() {
                 format!("host folder {} cannot be read: {e}", host.display())
             } else {
-                format!("{} is not a folder (only folders can be shared)", host.display())
+                format!(
+                    "{} is not a folder (only folders can be shared)",
+                    host.display()
+                )
             };
             errs.push(field, Problem::Share(why));
             return None;
@@ -103,7 +105,13 @@ fn check_environment(env: &BTreeMap<String, String>, field: &str, errs: &mut Err
     }
 }
 
-fn check_node(n: Option<u32>, nodes: &[Node], cpus: bool, field: &str, errs: &mut Errors) -> Option<NodeId> {
+fn check_node(
+    n: Option<u32>,
+    nodes: &[Node],
+    cpus: bool,
+    field: &str,
+    errs: &mut Errors,
+) -> Option<NodeId> {
     let n = n?;
     match nodes.get(n as usize) {
         None => {
@@ -141,7 +149,10 @@ fn check_command(c: &CommandFile, field: &str, errs: &mut Errors) -> Command {
             if v.first().map_or(true, |a| a.trim().is_empty()) {
                 errs.push(field, Problem::Empty);
             } else if v.iter().any(|a| a.contains('\0')) {
-                errs.push(field, Problem::Workload("an argument holds a NUL character".into()));
+                errs.push(
+                    field,
+                    Problem::Workload("an argument holds a NUL character".into()),
+                );
             }
             Command::Argv(v.clone())
         }
@@ -164,7 +175,10 @@ pub(super) fn check_workloads(
         if !names.insert(w.name.clone()) {
             errs.push(
                 f("name"),
-                Problem::Workload(format!("'{}' is already the name of another workload", w.name)),
+                Problem::Workload(format!(
+                    "'{}' is already the name of another workload",
+                    w.name
+                )),
             );
         }
         let command = check_command(&w.command, &f("command"), errs);
@@ -213,8 +227,8 @@ pub(super) fn check_workloads(
     out
 }
 
-/// Two shares may not take the same guest path, nor nestlab's artifacts
-/// folder.
+/// Two shares may not take the same guest path (nestlab's run folder
+/// is under /run, which no share may take).
 fn check_guest_paths(shares: &[Share], field: &str, errs: &mut Errors) {
     let mut seen = BTreeSet::new();
     for s in shares {
@@ -222,12 +236,6 @@ fn check_guest_paths(shares: &[Share], field: &str, errs: &mut Errors) {
             errs.push(
                 field,
                 Problem::Share(format!("two shares are mounted at {}", s.guest)),
-            );
-        }
-        if s.guest == ARTIFACTS_GUEST_DIR {
-            errs.push(
-                field,
-                Problem::Share(format!("{ARTIFACTS_GUEST_DIR} is the artifacts folder")),
             );
         }
     }
@@ -247,7 +255,11 @@ pub fn cli_workload(
     nodes: &[Node],
 ) -> Result<Workload, ValidationErrors> {
     let mut errs = Errors(Vec::new());
-    let command = check_command(&CommandFile::Argv(argv.to_vec()), "CMD (after --)", &mut errs);
+    let command = check_command(
+        &CommandFile::Argv(argv.to_vec()),
+        "CMD (after --)",
+        &mut errs,
+    );
     let mut out = Vec::new();
     for s in shares {
         let field = format!("--share {s}");

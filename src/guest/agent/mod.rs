@@ -32,6 +32,9 @@ pub enum AgentError {
     /// An assigned device id that is not `nic<N>` or `nic<N>.vf<M>`.
     #[error("assigned device id '{0}': must be nic<N> or nic<N>.vf<M>")]
     BadAssignId(String),
+    /// A share that cannot go on the kernel command line.
+    #[error("share '{0}': the tag and path may not hold blanks, ',' or ':'")]
+    BadShare(String),
     /// A device named in `[nested] assign` that the topology does not have.
     #[error("nested.assign: {0} is not in the topology")]
     NotInTopology(String),
@@ -143,7 +146,8 @@ pub fn is_valid_assign_id(id: &str) -> bool {
 /// free for vfio-pci), kvm with the module for the virtual host's CPU
 /// ([`HostFacts::guest_kvm_module`]: kvm_amd under TCG, whose `-cpu max`
 /// offers svm), and vfio, vfio_iommu_type1, vfio_pci when the profile
-/// assigns devices to a nested guest.
+/// assigns devices to a nested guest; the shares' file systems (9p,
+/// virtiofs) when it shares folders.
 pub fn modules_for(t: &Topology, facts: &HostFacts, accel: Accel) -> Vec<String> {
     let mut m = Vec::new();
     if t.devices.iter().any(|d| !d.vfs.is_empty()) {
@@ -157,6 +161,18 @@ pub fn modules_for(t: &Topology, facts: &HostFacts, accel: Accel) -> Vec<String>
         for v in ["vfio", "vfio_iommu_type1", "vfio_pci"] {
             m.push(v.to_string());
         }
+    }
+    use crate::model::ShareDriver;
+    if !t.shares.is_empty() {
+        // Debian's kernel builds the virtio PCI transport as a module.
+        m.push("virtio_pci".to_string());
+    }
+    if t.shares.iter().any(|s| s.driver == ShareDriver::NineP) {
+        m.push("9pnet_virtio".to_string());
+        m.push("9p".to_string());
+    }
+    if t.shares.iter().any(|s| s.driver == ShareDriver::Virtiofs) {
+        m.push("virtiofs".to_string());
     }
     m
 }
@@ -188,6 +204,26 @@ pub struct AgentParams {
     pub nested_timeout_secs: u32,
     /// Power off or drop to a shell after the captures.
     pub mode: Mode,
+    /// Host folders to mount, before anything else runs.
+    pub shares: Vec<AgentShare>,
+    /// Whether there is a workload step (the run folder is among the
+    /// shares): after the captures the agent prints `gate`, waits for the
+    /// host's word in the run folder, and runs the workloads listed there.
+    pub workloads: bool,
+}
+
+/// A host folder the agent mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentShare {
+    /// The mount tag.
+    pub tag: String,
+    /// `9p` or `virtiofs`.
+    pub driver: crate::model::ShareDriver,
+    /// Read-only or writable.
+    pub mode: crate::model::ShareMode,
+    /// Where it is mounted (no blanks, `,` or `:`: see
+    /// [`crate::model::workload::guest_path_problem`]).
+    pub path: String,
 }
 
 impl AgentParams {
@@ -200,6 +236,8 @@ impl AgentParams {
             assign: Vec::new(),
             nested_timeout_secs: DEFAULT_NESTED_TIMEOUT_SECS,
             mode: Mode::Probe,
+            shares: Vec::new(),
+            workloads: false,
         }
     }
 
@@ -230,6 +268,17 @@ impl AgentParams {
                 num_vfs: d.vfs.len() as u16,
             })
             .collect();
+        p.shares = t
+            .shares
+            .iter()
+            .map(|s| AgentShare {
+                tag: s.tag.clone(),
+                driver: s.driver,
+                mode: s.mode,
+                path: s.guest.clone(),
+            })
+            .collect();
+        p.workloads = !t.profile.workloads.is_empty();
         for r in &t.profile.nested {
             let missing = || AgentError::NotInTopology(r.to_string());
             let d = t.devices.get(r.nic).ok_or_else(missing)?;
@@ -251,7 +300,11 @@ impl AgentParams {
         let nested = !self.assign.is_empty();
         crate::capture::CAPTURES
             .iter()
-            .filter(|c| c.scope == Scope::Topology || (nested && c.scope == Scope::Nested))
+            .filter(|c| match c.scope {
+                Scope::Topology => true,
+                Scope::Nested => nested,
+                Scope::Workload => self.workloads,
+            })
             .map(|c| c.file)
             .collect()
     }
@@ -312,6 +365,28 @@ impl AgentParams {
                 " nestlab.nested_timeout={}",
                 self.nested_timeout_secs.max(1)
             ));
+        }
+        if !self.shares.is_empty() {
+            let mut list = Vec::new();
+            for sh in &self.shares {
+                let ok = |x: &str| {
+                    !x.is_empty()
+                        && !x.contains(|c: char| c.is_whitespace() || c == ',' || c == ':')
+                };
+                if !ok(&sh.tag) || !ok(&sh.path) || !sh.path.starts_with('/') {
+                    return Err(AgentError::BadShare(format!("{}:{}", sh.tag, sh.path)));
+                }
+                let driver = match sh.driver {
+                    crate::model::ShareDriver::NineP => "9p",
+                    crate::model::ShareDriver::Virtiofs => "virtiofs",
+                };
+                list.push(format!("{}:{driver}:{}:{}", sh.tag, sh.mode, sh.path));
+            }
+            out.push_str(" nestlab.shares=");
+            out.push_str(&list.join(","));
+        }
+        if self.workloads {
+            out.push_str(" nestlab.workloads=1");
         }
         out.push_str(&format!(" nestlab.mode={}", self.mode));
         Ok(out)

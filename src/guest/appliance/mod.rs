@@ -75,7 +75,7 @@ use nested::FIRMWARE_DIRS;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Modules the appliance carries by default (with their dependencies):
-/// the NIC drivers, KVM, and VFIO.
+/// the NIC drivers, KVM, VFIO, and the shared folders' file systems.
 pub const DEFAULT_MODULES: &[&str] = &[
     "igb",
     "igbvf",
@@ -87,6 +87,10 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "vfio",
     "vfio_pci",
     "vfio_iommu_type1",
+    "virtio_pci",
+    "9pnet_virtio",
+    "9p",
+    "virtiofs",
 ];
 
 /// What to build.

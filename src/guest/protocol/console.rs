@@ -57,6 +57,15 @@ pub enum ConsoleEvent {
     ShellReady,
     /// The kernel panicked; the line that says so.
     KernelPanic(String),
+    /// The agent waits for the host's word before the workloads.
+    Gate,
+    /// A line of a workload's output (`workload-<name>.log`), as it came.
+    Output {
+        /// The workload.
+        workload: String,
+        /// The line (without its newline).
+        line: String,
+    },
 }
 
 /// Why a console stream did not hold a complete capture. Each variant
@@ -375,7 +384,15 @@ impl ConsoleReader {
         }
         self.tail.push_back(printable(&text));
 
-        if let Some(at) = text.find(PANIC_TEXT) {
+        // Inside a workload's output, only a kernel message (`[ 12.3] ...`)
+        // is a panic: a test may well print the words.
+        let in_workload = self
+            .current_file()
+            .is_some_and(|f| crate::capture::workload_of(f).is_some());
+        if let Some(at) = text
+            .find(PANIC_TEXT)
+            .filter(|_| !in_workload || text.trim_start().starts_with('['))
+        {
             let line = printable(text[at..].trim_end());
             if self.panic.is_none() && !self.done_seen {
                 self.panic = Some(line.clone());
@@ -389,6 +406,12 @@ impl ConsoleReader {
                     return;
                 }
             }
+        }
+        if let Some(w) = self.current_file().and_then(crate::capture::workload_of) {
+            events.push(ConsoleEvent::Output {
+                workload: w.to_string(),
+                line: printable(&text),
+            });
         }
         self.append(&text, terminated);
     }
@@ -508,6 +531,10 @@ impl ConsoleReader {
             // A heartbeat is output like any other: it keeps the runner's
             // quiet-console clock from running out.
             Marker::Alive => {}
+            Marker::Gate => {
+                self.set.workloads = true;
+                events.push(ConsoleEvent::Gate);
+            }
         }
         true
     }

@@ -19,6 +19,7 @@
 //! | `alive`                   | a heartbeat while a long, quiet step runs (the nested step), so a stuck virtual host shows as silence |
 //! | `done:<uptime>`           | every capture was printed                            |
 //! | `shell`                   | (shell mode) an interactive shell now owns the console |
+//! | `gate`                    | the captures are printed; the agent waits for the host's word (in the run folder) before the workloads |
 //!
 //! A marker normally starts a line; when a command's output does not end in
 //! a newline the marker follows it on the same line, and the reader keeps the
@@ -117,6 +118,9 @@ pub enum Marker<'a> {
     Done(Option<Duration>),
     /// `shell`: an interactive shell owns the console now.
     Shell,
+    /// `gate`: the topology captures are printed; the agent waits for the
+    /// host's word before it runs the workloads.
+    Gate,
 }
 
 fn parse_uptime(s: &str) -> Option<Duration> {
@@ -155,6 +159,7 @@ impl<'a> Marker<'a> {
             "done" => Some(Marker::Done(parse_uptime(arg))),
             "shell" if arg.is_empty() => Some(Marker::Shell),
             "alive" if arg.is_empty() => Some(Marker::Alive),
+            "gate" if arg.is_empty() => Some(Marker::Gate),
             "nested" => arg.parse().ok().map(Marker::Nested),
             "begin" if file_ok(arg) => Some(Marker::Begin(arg)),
             "begin-gz" if file_ok(arg) => Some(Marker::BeginGz(arg)),
@@ -183,6 +188,7 @@ impl<'a> Marker<'a> {
             Marker::Alive => "alive".into(),
             Marker::Done(d) => format!("done:{}", secs(d)),
             Marker::Shell => "shell".into(),
+            Marker::Gate => "gate".into(),
         }
     }
 
@@ -242,6 +248,7 @@ mod tests {
             Marker::Alive,
             Marker::Done(Some(Duration::from_millis(3420))),
             Marker::Shell,
+            Marker::Gate,
         ] {
             let line = m.line(&nonce);
             let rest = line.strip_prefix("::nestlab:ab12:").unwrap();
