@@ -147,6 +147,9 @@ pub struct RunOptions {
     pub since: Instant,
     /// Run the workloads even when the topology checks failed.
     pub always: bool,
+    /// Whether the run directory is kept after the run (`--out`): the
+    /// report then says where the artifacts are.
+    pub kept: bool,
 }
 
 /// What a run tells its caller as it goes (progress lines).
@@ -457,7 +460,9 @@ pub async fn run_profile(
     let mut report = Report::from_checks(&name, checks, false);
     match workload::finish_run_folder(&opts.dir) {
         Ok(Some(artifacts)) => {
-            report.artifacts = Some(artifacts.display().to_string());
+            if opts.kept {
+                report.artifacts = Some(artifacts.display().to_string());
+            }
             report.user_junit = crate::report::user_junit(&artifacts);
         }
         Ok(None) => {}

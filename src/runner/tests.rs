@@ -126,6 +126,7 @@ fn options(dir: &std::path::Path, retries: u32) -> RunOptions {
         retries,
         since: Instant::now(),
         always: false,
+        kept: true,
     }
 }
 
@@ -688,4 +689,170 @@ fn only_timeouts_are_retried() {
     ] {
         assert!(!e.is_retryable(), "{e}");
     }
+}
+
+/// `minimal` with one workload sharing `share` read-only.
+fn with_workload(share: &std::path::Path, timeout: u32) -> Topology {
+    let text = format!(
+        "{}\n[[workload]]\nname = \"unit\"\ncommand = \"make test\"\nshares = [\"{}:/src\"]\ntimeout = {timeout}\n",
+        crate::front::SHIPPED
+            .iter()
+            .find(|(n, _)| *n == "minimal")
+            .unwrap()
+            .1,
+        share.display()
+    );
+    crate::resolve::resolve(&crate::front::load_profile_str(&text, "t.toml").unwrap()).unwrap()
+}
+
+/// A boot of `minimal` with one share up to the gate, then what `after`
+/// says.
+fn to_the_gate(after: Vec<Say>) -> Vec<Say> {
+    let mut v = vec![mark("init:1.0")];
+    v.extend(captures("minimal-workload", false));
+    v.push(mark("gate"));
+    v.extend(after);
+    v
+}
+
+async fn run_topology(
+    t: &Topology,
+    scripts: Vec<Script>,
+    dir: &std::path::Path,
+) -> (Report, Arc<FakeHost>, Vec<String>) {
+    let host = FakeHost::new(Version(10, 0, 2), scripts);
+    let events: Arc<Mutex<Vec<String>>> = Arc::default();
+    let ev = events.clone();
+    let progress = move |_: &str, p: Progress| {
+        if let Progress::Output { line, .. } = p {
+            ev.lock().unwrap().push(line);
+        }
+    };
+    let r = run_profile(host.clone(), t, &TestKind, &options(dir, 0), &progress).await;
+    let lines = events.lock().unwrap().clone();
+    (r, host, lines)
+}
+
+#[tokio::test(start_paused = true)]
+async fn workloads_run_after_the_gate_and_their_output_streams() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let t = with_workload(src.path(), 600);
+    // A JUnit file the workload "wrote" into the artifacts folder.
+    std::fs::create_dir_all(dir.path().join("share/artifacts")).unwrap();
+    std::fs::write(
+        dir.path().join("share/artifacts/junit.xml"),
+        "<testsuite name=\"s\"><testcase name=\"a\"/><testcase name=\"b\"><failure message=\"no\"/></testcase></testsuite>",
+    )
+    .unwrap();
+    let after = vec![
+        Say::Wait(secs(1)),
+        mark("begin:workload-unit.log"),
+        text("running 2 tests\n"),
+        Say::Wait(secs(300)),
+        mark("alive"),
+        text("ok\n"),
+        mark("end:workload-unit.log:0"),
+        mark("begin:workloads.txt"),
+        text("workload unit exit=0 seconds=301.00 timed_out=no\n"),
+        mark("end:workloads.txt:0"),
+        mark("done:400"),
+    ];
+    // The heartbeat every 10 s, as the agent prints it.
+    let mut says = to_the_gate(vec![]);
+    for s in after {
+        if let Say::Wait(d) = s {
+            let mut left = d;
+            while left > Duration::ZERO {
+                let step = left.min(secs(10));
+                says.push(Say::Wait(step));
+                says.push(mark("alive"));
+                left -= step;
+            }
+        } else {
+            says.push(s);
+        }
+    }
+    says.push(Say::Hang);
+    let (r, host, lines) = run_topology(&t, vec![script(vec![says])], dir.path()).await;
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.to_human(true));
+    let c = r.checks.iter().find(|c| c.id == "workload.unit").unwrap();
+    assert_eq!(c.status, Status::Pass);
+    assert_eq!(lines, ["running 2 tests", "ok"]);
+    assert!(host.leaked().is_empty());
+    // The host said go; the artifacts came back, the control files went.
+    assert!(dir.path().join("artifacts/junit.xml").exists());
+    assert!(!dir.path().join("share").exists());
+    assert_eq!(r.user_junit.len(), 2);
+    assert!(r.artifacts.is_some());
+    // The share and the run folder are devices of the topology.
+    assert_eq!(t.shares.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_topology_check_stops_the_workloads() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let t = with_workload(src.path(), 60);
+    // numactl shows two CPUs on no node: numa.node0.cpus fails.
+    let mut says = vec![mark("init:1.0")];
+    for s in captures("minimal-workload", false) {
+        says.push(match s {
+            Say::Text(x) if x.contains("node 0 cpus: 0 1") => {
+                Say::Text(x.replace("node 0 cpus: 0 1", "node 0 cpus: 0"))
+            }
+            other => other,
+        });
+    }
+    let gate_file = dir.path().join("share/control/gate");
+    says.push(mark("gate"));
+    says.push(Say::Wait(secs(1)));
+    says.push(mark("begin:workloads.txt"));
+    says.push(text("workload unit skipped: the topology checks failed\n"));
+    says.push(mark("end:workloads.txt:0"));
+    says.push(mark("done:9"));
+    says.push(Say::Hang);
+    let host = FakeHost::new(Version(10, 0, 2), vec![script(vec![says])]);
+    let g = gate_file.clone();
+    let seen: Arc<Mutex<Option<String>>> = Arc::default();
+    let s2 = seen.clone();
+    let progress = move |_: &str, p: Progress| {
+        if let Progress::Captured { file } = p {
+            if file == "workloads.txt" {
+                *s2.lock().unwrap() = std::fs::read_to_string(&g).ok();
+            }
+        }
+    };
+    let r = run_profile(
+        host.clone(),
+        &t,
+        &TestKind,
+        &options(dir.path(), 0),
+        &progress,
+    )
+    .await;
+    let gate = seen.lock().unwrap().clone().unwrap();
+    assert!(
+        gate.starts_with("stop the topology checks failed (numa.node0.cpus)"),
+        "{gate}"
+    );
+    assert_eq!(r.verdict, Verdict::Fail);
+    let c = r.checks.iter().find(|c| c.id == "workload.unit").unwrap();
+    assert_eq!(c.status, Status::Skip);
+    assert!(host.leaked().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_agent_after_the_gate_is_a_workload_phase_timeout() {
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let t = with_workload(src.path(), 600);
+    let says = to_the_gate(vec![mark("begin:workload-unit.log"), Say::Hang]);
+    let (r, host, _) = run_topology(&t, vec![script(vec![says])], dir.path()).await;
+    let e = r.error.unwrap();
+    assert!(
+        e.contains("in the workload phase (the console printed nothing for 60 s"),
+        "{e}"
+    );
+    assert!(host.leaked().is_empty());
 }

@@ -173,6 +173,7 @@ pub fn main(cmd: RunCmd) -> u8 {
         retries: cmd.run.retries,
         since,
         always: cmd.always,
+        kept: cmd.out.is_some(),
     };
     let tty = std::io::stderr().is_terminal();
     let output = Output {

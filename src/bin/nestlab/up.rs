@@ -46,6 +46,7 @@ pub fn main(profile: &str, args: &RunArgs) -> u8 {
         retries: args.retries,
         since: std::time::Instant::now(),
         always: false,
+        kept: false,
     };
     let started: Arc<Mutex<Option<String>>> = Arc::default();
     let report = rt.block_on(async {

@@ -39,32 +39,31 @@ fn check_name(name: &str, field: &str, errs: &mut Errors) {
 /// A share as the user wrote it -> a share with an existing host folder
 /// (relative to `base`) and a guest path that is the guest's to give.
 fn check_share(arg: &ShareArg, base: &Path, field: &str, errs: &mut Errors) -> Option<Share> {
-    let host = base.join(&arg.host);
-    let host = match std::fs::canonicalize(&host) {
+    let joined = base.join(&arg.host);
+    let problem = match std::fs::metadata(&joined) {
+        Err(e) => Some(format!("host folder {}: {e}", joined.display())),
+        Ok(m) if !m.is_dir() => Some(format!(
+            "{} is not a folder (only folders can be shared)",
+            joined.display()
+        )),
+        Ok(_) => std::fs::read_dir(&joined)
+            .err()
+            .map(|e| format!("host folder {} cannot be read: {e}", joined.display())),
+    };
+    if let Some(why) = problem {
+        errs.push(field, Problem::Share(why));
+        return None;
+    }
+    let host = match std::fs::canonicalize(&joined) {
         Ok(p) => p,
         Err(e) => {
             errs.push(
                 field,
-                Problem::Share(format!("host folder {}: {e}", host.display())),
+                Problem::Share(format!("host folder {}: {e}", joined.display())),
             );
             return None;
         }
     };
-    match std::fs::read_dir(&host) {
-        Ok(_) => {}
-        Err(e) => {
-            let why = if host.is_dir() {
-                format!("host folder {} cannot be read: {e}", host.display())
-            } else {
-                format!(
-                    "{} is not a folder (only folders can be shared)",
-                    host.display()
-                )
-            };
-            errs.push(field, Problem::Share(why));
-            return None;
-        }
-    }
     let guest = match &arg.guest {
         Some(g) => g.clone(),
         None => host.display().to_string(),
