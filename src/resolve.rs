@@ -35,11 +35,15 @@ pub enum ResolveError {
 /// How folders are shared (see the README's measurements).
 pub const SHARE_DRIVER: ShareDriver = ShareDriver::NineP;
 
-/// Every folder the profile's workloads share, once each (the same host
+/// The host's /usr for the appliance's workloads, then every folder the
+/// profile's workloads share, once each (the same host
 /// folder at the same guest path and mode is one device), then the
 /// run folder (control files and artifacts) when there is any workload.
 fn share_list(profile: &Profile) -> Vec<(ShareSource, String, ShareMode)> {
     let mut out: Vec<(ShareSource, String, ShareMode)> = Vec::new();
+    if profile.guest == GuestKindId::Appliance && !profile.workloads.is_empty() {
+        out.push((ShareSource::HostUsr, "/usr".into(), ShareMode::Ro));
+    }
     for w in &profile.workloads {
         for s in &w.shares {
             let item = (ShareSource::Folder(s.host.clone()), s.guest.clone(), s.mode);

@@ -58,6 +58,10 @@ pub enum ShareSource {
     /// The run folder, made per run: nestlab's control files for the
     /// workload step and the artifacts folder (`$NESTLAB_ARTIFACTS`).
     RunFolder,
+    /// The host's `/usr`, read-only at `/usr` in the appliance, mounted
+    /// just before its workloads run: the user's programs, interpreters and
+    /// libraries work as on the host.
+    HostUsr,
 }
 
 /// A shared folder, as a device of the virtual host.

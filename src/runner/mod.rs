@@ -288,6 +288,7 @@ pub fn prepare(
             .iter()
             .map(|sh| match &sh.source {
                 crate::model::ShareSource::Folder(p) => p.display().to_string(),
+                crate::model::ShareSource::HostUsr => "/usr".to_string(),
                 crate::model::ShareSource::RunFolder => {
                     workload::run_folder(&opts.dir).display().to_string()
                 }

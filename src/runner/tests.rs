@@ -785,8 +785,16 @@ async fn workloads_run_after_the_gate_and_their_output_streams() {
     assert!(!dir.path().join("share").exists());
     assert_eq!(r.user_junit.len(), 2);
     assert!(r.artifacts.is_some());
-    // The share and the run folder are devices of the topology.
-    assert_eq!(t.shares.len(), 2);
+    // The host's /usr, the share and the run folder are devices of the
+    // topology.
+    assert_eq!(t.shares.len(), 3);
+    let params =
+        AgentParams::for_topology(&t, "ab".parse().unwrap(), vec![], Mode::Probe, 1).unwrap();
+    let cmdline = params.to_cmdline().unwrap();
+    assert!(
+        cmdline.contains(" nestlab.shares=nestlab0:9p:ro:gate:/usr,nestlab1:9p:ro:boot:/src,nestlab2:9p:rw:boot:/run/nestlab "),
+        "{cmdline}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -258,6 +258,7 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
                         .unwrap_or_else(|| match &sh.source {
                             ShareSource::Folder(p) => p.display().to_string(),
                             ShareSource::RunFolder => PLACEHOLDER_RUN_FOLDER.into(),
+                            ShareSource::HostUsr => "/usr".into(),
                         });
                     let (driver, accessmode) = match sh.driver {
                         ShareDriver::NineP => ("path", "squash"),

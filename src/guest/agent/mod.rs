@@ -224,6 +224,8 @@ pub struct AgentShare {
     /// Where it is mounted (no blanks, `,` or `:`: see
     /// [`crate::model::workload::guest_path_problem`]).
     pub path: String,
+    /// Mounted just before the workloads rather than at the start.
+    pub at_gate: bool,
 }
 
 impl AgentParams {
@@ -276,6 +278,7 @@ impl AgentParams {
                 driver: s.driver,
                 mode: s.mode,
                 path: s.guest.clone(),
+                at_gate: s.source == crate::model::ShareSource::HostUsr,
             })
             .collect();
         p.workloads = !t.profile.workloads.is_empty();
@@ -380,7 +383,11 @@ impl AgentParams {
                     crate::model::ShareDriver::NineP => "9p",
                     crate::model::ShareDriver::Virtiofs => "virtiofs",
                 };
-                list.push(format!("{}:{driver}:{}:{}", sh.tag, sh.mode, sh.path));
+                let when = if sh.at_gate { "gate" } else { "boot" };
+                list.push(format!(
+                    "{}:{driver}:{}:{when}:{}",
+                    sh.tag, sh.mode, sh.path
+                ));
             }
             out.push_str(" nestlab.shares=");
             out.push_str(&list.join(","));

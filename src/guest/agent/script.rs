@@ -203,21 +203,28 @@ for m in $(printf '%s' "$modules" | tr , ' '); do
 	load "$m"
 done
 
-# Shares (nestlab.shares=TAG:DRIVER:ro|rw:PATH,...): mounted before anything
-# else runs, so a share that does not mount is reported at once.
-for sh in $(printf '%s' "$shares" | tr , ' '); do
-	tag=${{sh%%:*}}; rest=${{sh#*:}}
-	drv=${{rest%%:*}}; rest=${{rest#*:}}
-	smode=${{rest%%:*}}; spath=${{rest#*:}}
-	ro=
-	[ "$smode" = ro ] && ro=ro
-	mkdir -p "$spath" 2>/dev/null
-	case $drv in
-	9p) out=$(mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000${{ro:+,$ro}}" "$tag" "$spath" 2>&1) ;;
-	virtiofs) out=$(mount -t virtiofs ${{ro:+-o $ro}} "$tag" "$spath" 2>&1) ;;
-	*) out="unknown share driver $drv"; false ;;
-	esac || fail share "$tag at $spath: $out"
-done
+# Shares (nestlab.shares=TAG:DRIVER:ro|rw:boot|gate:PATH,...): those for
+# `boot` mounted before anything else runs, so a share that does not mount
+# is reported at once; those for `gate` (the host's /usr for the
+# appliance's workloads) just before the workloads, after the captures.
+mount_shares() {{
+	for sh in $(printf '%s' "$shares" | tr , ' '); do
+		tag=${{sh%%:*}}; rest=${{sh#*:}}
+		drv=${{rest%%:*}}; rest=${{rest#*:}}
+		smode=${{rest%%:*}}; rest=${{rest#*:}}
+		when=${{rest%%:*}}; spath=${{rest#*:}}
+		[ "$when" = "$1" ] || continue
+		ro=
+		[ "$smode" = ro ] && ro=ro
+		mkdir -p "$spath" 2>/dev/null
+		case $drv in
+		9p) out=$(mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000${{ro:+,$ro}}" "$tag" "$spath" 2>&1) ;;
+		virtiofs) out=$(mount -t virtiofs ${{ro:+-o $ro}} "$tag" "$spath" 2>&1) ;;
+		*) out="unknown share driver $drv"; false ;;
+		esac || fail share "$tag at $spath: $out"
+	done
+}}
+mount_shares boot
 
 # CPUs: the kernel booted on one CPU (maxcpus=1, see
 # appliance::default_cmdline): under TCG the modules above load several
@@ -377,6 +384,7 @@ fn workload_step() -> String {
 	word=stop
 	why="the host gave no word within {GATE_WAIT_SECS} s"
 	[ -s $ctl/gate ] && read -r word why <$ctl/gate
+	[ "$word" = go ] && mount_shares gate
 	: >/tmp/workloads.txt
 	for name in $(cat $ctl/order 2>/dev/null); do
 		if [ "$word" != go ]; then
