@@ -33,6 +33,8 @@ pub struct Expected {
     pub iommu: bool,
     /// Whether /dev/kvm must exist in the guest.
     pub kvm: bool,
+    /// Whether libvirt runs in the guest, so that its view is checked.
+    pub libvirt: bool,
     /// Devices assigned to the nested guest.
     pub nested: Vec<ExpectedAssigned>,
     /// Workloads, in the order they run.
@@ -306,6 +308,7 @@ pub fn expect(t: &Topology) -> Expected {
         devices: devices.into_values().collect(),
         iommu: p.iommu.is_some(),
         kvm: true,
+        libvirt: p.guest.has_libvirt(),
     }
 }
 

@@ -13,7 +13,7 @@
 
 use crate::model::{
     derive_mac, igb_vf_bdf, Bdf, BusNr, Device, Disk, DiskRole, ExpanderTopo, GuestKindId, Profile,
-    RootPort, ShareDevice, ShareDriver, ShareMode, ShareSource, Topology, Vf,
+    RootPort, ShareDevice, ShareDriver, Topology, Vf,
 };
 
 /// First pcie-root slot handed out (slot 0 is the host bridge).
@@ -34,33 +34,6 @@ pub enum ResolveError {
 
 /// How folders are shared (see the README's measurements).
 pub const SHARE_DRIVER: ShareDriver = ShareDriver::NineP;
-
-/// The host's /usr for the appliance's workloads, then every folder the
-/// profile's workloads share, once each (the same host
-/// folder at the same guest path and mode is one device), then the
-/// run folder (control files and artifacts) when there is any workload.
-fn share_list(profile: &Profile) -> Vec<(ShareSource, String, ShareMode)> {
-    let mut out: Vec<(ShareSource, String, ShareMode)> = Vec::new();
-    if profile.guest == GuestKindId::Appliance && !profile.workloads.is_empty() {
-        out.push((ShareSource::HostUsr, "/usr".into(), ShareMode::Ro));
-    }
-    for w in &profile.workloads {
-        for s in &w.shares {
-            let item = (ShareSource::Folder(s.host.clone()), s.guest.clone(), s.mode);
-            if !out.contains(&item) {
-                out.push(item);
-            }
-        }
-    }
-    if !profile.workloads.is_empty() {
-        out.push((
-            ShareSource::RunFolder,
-            crate::model::workload::RUN_FOLDER_GUEST.to_string(),
-            ShareMode::Rw,
-        ));
-    }
-    out
-}
 
 /// Resolves a validated profile into a topology.
 ///
@@ -176,7 +149,9 @@ pub fn resolve(profile: &Profile) -> Result<Topology, ResolveError> {
         });
     }
     let mut shares = Vec::new();
-    for (source, guest, mode) in share_list(profile) {
+    for (source, guest, mode) in
+        crate::model::workload::shares_of(profile.guest, &profile.workloads)
+    {
         let n = shares.len();
         let (root_port, xml_bus, guest_bdf) = take_port(&format!("the root port of share{n}"))?;
         shares.push(ShareDevice {

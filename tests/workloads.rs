@@ -59,8 +59,8 @@ fn e2e_workloads_run_on_the_verified_topology() {
         .output()
         .is_ok_and(|o| o.status.success());
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let kernel = String::from_utf8_lossy(&nestlab(&["doctor"], here).stdout)
-        .contains("ok   guest kernel");
+    let kernel =
+        String::from_utf8_lossy(&nestlab(&["doctor"], here).stdout).contains("ok   guest kernel");
     if !(daemon && kernel) {
         assert!(
             !in_ci(),
@@ -77,7 +77,14 @@ fn e2e_workloads_run_on_the_verified_topology() {
     // runs in the background while the rest of this test goes on.
     let quiet = Command::new(env!("CARGO_BIN_EXE_nestlab"))
         .args([
-            "run", "minimal", "--accel", "tcg", "--", "sh", "-c", "sleep 300; echo slept",
+            "run",
+            "minimal",
+            "--accel",
+            "tcg",
+            "--",
+            "sh",
+            "-c",
+            "sleep 300; echo slept",
         ])
         .current_dir(work.path())
         .stdout(Stdio::piped())
@@ -89,7 +96,13 @@ fn e2e_workloads_run_on_the_verified_topology() {
     // 1. The example: the guest's output on stdout, exit 0.
     let o = nestlab(
         &[
-            "run", "two-socket", "--accel", "tcg", "--", "sh", "-c",
+            "run",
+            "two-socket",
+            "--accel",
+            "tcg",
+            "--",
+            "sh",
+            "-c",
             "numactl --hardware | grep available",
         ],
         work.path(),
@@ -106,8 +119,18 @@ fn e2e_workloads_run_on_the_verified_topology() {
     // node 2 is CPUs 6-7).
     let o = nestlab(
         &[
-            "run", "reference", "--skip-nested", "--accel", "tcg", "--", "numactl",
-            "--cpunodebind=2", "--membind=2", "sh", "-c", "grep Cpus_allowed_list /proc/self/status",
+            "run",
+            "reference",
+            "--skip-nested",
+            "--accel",
+            "tcg",
+            "--",
+            "numactl",
+            "--cpunodebind=2",
+            "--membind=2",
+            "sh",
+            "-c",
+            "grep Cpus_allowed_list /proc/self/status",
         ],
         work.path(),
     );
@@ -119,8 +142,16 @@ fn e2e_workloads_run_on_the_verified_topology() {
     let junit = work.path().join("false.xml");
     let o = nestlab(
         &[
-            "run", "two-socket", "--accel", "tcg", "--junit", junit.to_str().unwrap(), "--",
-            "sh", "-c", "echo about to fail; false",
+            "run",
+            "two-socket",
+            "--accel",
+            "tcg",
+            "--junit",
+            junit.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "echo about to fail; false",
         ],
         work.path(),
     );
@@ -130,7 +161,10 @@ fn e2e_workloads_run_on_the_verified_topology() {
         j.contains("<testcase classname=\"two-socket\" name=\"workload.command\">\n      <failure"),
         "{j}"
     );
-    assert!(j.contains("about to fail"), "the output's tail is in the report: {j}");
+    assert!(
+        j.contains("about to fail"),
+        "the output's tail is in the report: {j}"
+    );
 
     // 4. A [[workload]] profile whose test writes JUnit into the artifacts:
     // merged under the profile's suite; the artifacts kept in --out.
@@ -157,8 +191,14 @@ fn e2e_workloads_run_on_the_verified_topology() {
     let junit = work.path().join("mine.xml");
     let o = nestlab(
         &[
-            "run", profile.to_str().unwrap(), "--accel", "tcg", "--out", out_dir.to_str().unwrap(),
-            "--junit", junit.to_str().unwrap(),
+            "run",
+            profile.to_str().unwrap(),
+            "--accel",
+            "tcg",
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
         ],
         work.path(),
     );
@@ -169,15 +209,30 @@ fn e2e_workloads_run_on_the_verified_topology() {
         show(&o)
     );
     let j = std::fs::read_to_string(&junit).unwrap();
-    assert!(j.contains("<testcase classname=\"with-tests.mine.cpus\" name=\"nproc\"/>"), "{j}");
+    assert!(
+        j.contains("<testcase classname=\"with-tests.mine.cpus\" name=\"nproc\"/>"),
+        "{j}"
+    );
     assert!(j.contains("name=\"workload.unit\"/>"), "{j}");
     assert!(out_dir.join("with-tests/artifacts/junit.xml").is_file());
-    assert!(out_dir.join("with-tests/capture/workload-unit.log").is_file());
-    assert!(!out_dir.join("with-tests/share").exists(), "control files left");
+    assert!(out_dir
+        .join("with-tests/capture/workload-unit.log")
+        .is_file());
+    assert!(
+        !out_dir.join("with-tests/share").exists(),
+        "control files left"
+    );
 
     // 5. Bad input: a share that does not exist, exit 2, nothing started.
     let o = nestlab(
-        &["run", "minimal", "--share", "/nonexistent/folder", "--", "true"],
+        &[
+            "run",
+            "minimal",
+            "--share",
+            "/nonexistent/folder",
+            "--",
+            "true",
+        ],
         work.path(),
     );
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));

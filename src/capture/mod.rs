@@ -36,6 +36,9 @@ pub enum Scope {
     Nested,
     /// Runs with workloads (the agent's workload step).
     Workload,
+    /// Guests with libvirt inside (the Debian guest kind): libvirt's view
+    /// of the virtual host, as OpenStack Nova reads it.
+    Libvirt,
 }
 
 /// Parses a capture file's content into its part of [`Observed`].
@@ -202,6 +205,44 @@ pub const WORKLOADS: CaptureSpec = CaptureSpec {
     }),
 };
 
+/// `virsh capabilities` inside the virtual host: its NUMA cells, CPUs,
+/// memory, distances and page sizes as libvirt reports them.
+pub const VIRSH_CAPABILITIES: CaptureSpec = CaptureSpec {
+    file: "virsh-capabilities.xml",
+    command: Some("virsh -c qemu:///system capabilities"),
+    scope: Scope::Libvirt,
+    parse: Some(|s, o| {
+        o.libvirt_caps = Some(observe::capabilities::parse(s)?);
+        Ok(())
+    }),
+};
+/// `virsh domcapabilities --virttype kvm` inside the virtual host: whether
+/// its libvirt can run KVM guests.
+pub const VIRSH_DOMCAPS: CaptureSpec = CaptureSpec {
+    file: "virsh-domcapabilities.xml",
+    command: Some("virsh -c qemu:///system domcapabilities --virttype kvm"),
+    scope: Scope::Libvirt,
+    parse: Some(|s, o| {
+        o.libvirt_domcaps = Some(observe::domcaps::parse(s).ok());
+        Ok(())
+    }),
+};
+/// `virsh nodedev-dumpxml` of every PCI device off bus 0: NUMA node, IOMMU
+/// group and its members, SR-IOV functions, driver.
+pub const VIRSH_NODEDEV: CaptureSpec = CaptureSpec {
+    file: "virsh-nodedev.xml",
+    command: Some(
+        "for d in $(virsh -c qemu:///system nodedev-list --cap pci); do \
+         case $d in pci_0000_00_*) continue ;; esac; \
+         virsh -c qemu:///system nodedev-dumpxml \"$d\"; done",
+    ),
+    scope: Scope::Libvirt,
+    parse: Some(|s, o| {
+        o.libvirt_nodedevs = Some(observe::nodedev::parse(s)?);
+        Ok(())
+    }),
+};
+
 /// The prefix of a workload's output file: `workload-<name>.log`.
 pub const WORKLOAD_LOG_PREFIX: &str = "workload-";
 /// The suffix of a workload's output file.
@@ -234,6 +275,9 @@ pub const CAPTURES: &[CaptureSpec] = &[
     NESTED,
     NESTED_LSPCI,
     NESTED_CONSOLE,
+    VIRSH_CAPABILITIES,
+    VIRSH_DOMCAPS,
+    VIRSH_NODEDEV,
     WORKLOADS,
 ];
 
@@ -355,6 +399,9 @@ pub struct CaptureSet {
     pub nested: bool,
     /// Whether the run had a workload step ([`WORKLOADS`] belongs to it).
     pub workloads: bool,
+    /// Whether the guest has libvirt inside (the [`Scope::Libvirt`] files
+    /// belong to it).
+    pub libvirt: bool,
 }
 
 impl CaptureSet {
@@ -378,6 +425,9 @@ impl CaptureSet {
         }
         if self.workloads {
             s.push(Scope::Workload);
+        }
+        if self.libvirt {
+            s.push(Scope::Libvirt);
         }
         s
     }
@@ -440,6 +490,7 @@ impl CaptureSet {
                     let content = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
                     set.nested |= spec.scope == Scope::Nested;
                     set.workloads |= spec.scope == Scope::Workload;
+                    set.libvirt |= spec.scope == Scope::Libvirt;
                     set.files.insert(
                         name.to_string(),
                         CapturedFile {
@@ -509,7 +560,7 @@ mod tests {
             // Commands exactly for the files a user can capture by hand.
             assert_eq!(
                 c.command.is_some(),
-                c.scope == Scope::Topology,
+                matches!(c.scope, Scope::Topology | Scope::Libvirt),
                 "{}",
                 c.file
             );

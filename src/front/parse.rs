@@ -198,9 +198,23 @@ pub fn load_profile_str(text: &str, origin: &str) -> Result<Profile, ProfileErro
     load_profile_in(text, origin, Path::new("."))
 }
 
+/// A change to a profile's wire structs before validation (the command
+/// line's overrides: `--guest`, `--skip-nested`, the `-- CMD` workload).
+pub type Edit<'a> = &'a dyn Fn(&mut ProfileFile);
+
 /// [`load_profile_str`] with relative share folders relative to `base`.
 fn load_profile_in(text: &str, origin: &str, base: &Path) -> Result<Profile, ProfileError> {
-    let file = parse_str(text, origin)?;
+    load_profile_edited(text, origin, base, &|_| {})
+}
+
+fn load_profile_edited(
+    text: &str,
+    origin: &str,
+    base: &Path,
+    edit: Edit,
+) -> Result<Profile, ProfileError> {
+    let mut file = parse_str(text, origin)?;
+    edit(&mut file);
     validate::validate_in(&file, text, base).map_err(|errors| ProfileError::Invalid {
         origin: origin.to_string(),
         errors,
@@ -212,6 +226,10 @@ fn load_profile_in(text: &str, origin: &str, base: &Path) -> Result<Profile, Pro
 /// # Errors
 /// Any [`ProfileError`].
 pub fn load_profile_file(path: &Path) -> Result<Profile, ProfileError> {
+    load_profile_file_edited(path, &|_| {})
+}
+
+fn load_profile_file_edited(path: &Path, edit: Edit) -> Result<Profile, ProfileError> {
     let read_err = |source| ProfileError::Read {
         path: path.to_path_buf(),
         source,
@@ -243,7 +261,7 @@ pub fn load_profile_file(path: &Path) -> Result<Profile, ProfileError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    load_profile_in(&text, &path.display().to_string(), base)
+    load_profile_edited(&text, &path.display().to_string(), base, edit)
 }
 
 /// Loads a profile named on the command line: a path to a file when one
@@ -252,12 +270,23 @@ pub fn load_profile_file(path: &Path) -> Result<Profile, ProfileError> {
 /// # Errors
 /// [`ProfileError::NotFound`] when it is neither, or any load error.
 pub fn load_profile_arg(arg: &str) -> Result<Profile, ProfileError> {
+    load_profile_arg_edited(arg, &|_| {})
+}
+
+/// [`load_profile_arg`], with `edit` applied to the wire structs before
+/// validation (so that what it adds is validated and placed like the rest).
+///
+/// # Errors
+/// [`ProfileError::NotFound`] when it is neither, or any load error.
+pub fn load_profile_arg_edited(arg: &str, edit: Edit) -> Result<Profile, ProfileError> {
     let path = Path::new(arg);
     if path.exists() || arg.contains('/') || arg.ends_with(".toml") {
-        return load_profile_file(path);
+        return load_profile_file_edited(path, edit);
     }
     match SHIPPED.iter().find(|(name, _)| *name == arg) {
-        Some((name, text)) => load_profile_str(text, &format!("profiles/{name}.toml")),
+        Some((name, text)) => {
+            load_profile_edited(text, &format!("profiles/{name}.toml"), Path::new("."), edit)
+        }
         None => Err(ProfileError::NotFound(arg.to_string())),
     }
 }

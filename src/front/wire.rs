@@ -168,7 +168,7 @@ pub struct NicFile {
 }
 
 /// The `[guest]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuestFile {
     /// What boots in the virtual host: `"appliance"` (default: a small

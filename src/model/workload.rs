@@ -146,6 +146,39 @@ pub struct Workload {
     pub workdir: Option<String>,
 }
 
+/// Every folder shared into a guest of `guest` kind running `workloads`,
+/// once each, in the order their devices are placed: the host's `/usr`
+/// for the appliance's workloads, each workload's folders (the same host
+/// folder at the same guest path and mode is one device), then the run
+/// folder (control files and artifacts) when there is any workload.
+pub fn shares_of(
+    guest: crate::model::GuestKindId,
+    workloads: &[Workload],
+) -> Vec<(crate::model::ShareSource, String, ShareMode)> {
+    use crate::model::ShareSource;
+    let mut out: Vec<(ShareSource, String, ShareMode)> = Vec::new();
+    if workloads.is_empty() {
+        return out;
+    }
+    if guest == crate::model::GuestKindId::Appliance {
+        out.push((ShareSource::HostUsr, "/usr".into(), ShareMode::Ro));
+    }
+    for w in workloads {
+        for s in &w.shares {
+            let item = (ShareSource::Folder(s.host.clone()), s.guest.clone(), s.mode);
+            if !out.contains(&item) {
+                out.push(item);
+            }
+        }
+    }
+    out.push((
+        ShareSource::RunFolder,
+        RUN_FOLDER_GUEST.to_string(),
+        ShareMode::Rw,
+    ));
+    out
+}
+
 /// Guest paths a share may not take: the guest's own folders.
 pub const RESERVED_GUEST_PATHS: &[&str] = &[
     "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run",

@@ -41,6 +41,7 @@ pub mod kvm;
 pub mod lspci;
 pub mod lspci_tree;
 pub mod nested;
+pub mod nodedev;
 pub mod numactl;
 pub mod pci_numa;
 pub mod sriov;
@@ -155,6 +156,13 @@ pub struct Observed {
     pub nested: Option<nested::NestedFacts>,
     /// `nested-lspci.txt`: the nested guest's `lspci -nn`.
     pub nested_lspci: Option<Vec<lspci::PciDevice>>,
+    /// `virsh-capabilities.xml`: libvirt's view of the virtual host.
+    pub libvirt_caps: Option<capabilities::Capabilities>,
+    /// `virsh-domcapabilities.xml` (KVM): `Some(None)` when virsh printed
+    /// no domain capabilities (no KVM there: an error message).
+    pub libvirt_domcaps: Option<Option<domcaps::DomainCaps>>,
+    /// `virsh-nodedev.xml`: libvirt's PCI devices.
+    pub libvirt_nodedevs: Option<Vec<nodedev::NodeDev>>,
     /// `workloads.txt`: what the workload step did.
     pub workloads: Option<Vec<workloads::WorkloadRun>>,
     /// The last lines of each workload's output (`workload-<name>.log`).

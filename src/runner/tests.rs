@@ -68,7 +68,7 @@ fn captures(profile: &str, nested: bool) -> Vec<Say> {
     let set = CaptureSet::read_dir(std::path::Path::new(&dir)).unwrap();
     let mut out = Vec::new();
     for c in CAPTURES {
-        if c.scope == Scope::Workload {
+        if matches!(c.scope, Scope::Workload | Scope::Libvirt) {
             continue;
         }
         if c.scope == Scope::Nested && !nested {

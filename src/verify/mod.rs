@@ -21,6 +21,7 @@ pub fn memory_floor_mib(configured: Bytes) -> u64 {
 
 mod iommu;
 mod kvm;
+mod libvirt;
 mod nested;
 mod numa;
 mod pci;
@@ -47,6 +48,7 @@ pub fn verify(e: &Expected, o: &Observed) -> Vec<Check> {
     kvm::check(e, o, &mut checks);
     sriov::check(e, o, &mut checks);
     nested::check(e, o, &mut checks);
+    libvirt::check(e, o, &mut checks);
     workload::check(e, o, &mut checks);
     checks
 }

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use nestlab::front::load_profile_arg;
+use nestlab::front::wire::{CommandFile, ProfileFile, WorkloadFile};
 use nestlab::guest::appliance::{Appliance, ApplianceSpec};
 use nestlab::host::{Host, Libvirt};
+use nestlab::model::Command;
 use nestlab::model::{Accel, Topology};
 use nestlab::resolve;
 
@@ -46,9 +48,10 @@ pub struct CliWork<'a> {
     pub timeout: Option<u32>,
 }
 
-/// Loads a profile for `run` or `up` with the command line's changes:
-/// `--guest`, `--skip-nested` (saying so), the `-- CMD` workload; then
-/// resolves it. Errors are printed; the exit code comes back.
+/// Loads a profile for `run` or `up` with the command line's changes
+/// applied before validation (so that what they add is placed like the
+/// rest): `--guest`, `--skip-nested` (saying so), the `-- CMD` workload;
+/// then resolves it. Errors are printed; the exit code comes back.
 pub fn load_run_topology(
     profile: &str,
     args: &RunArgs,
@@ -58,29 +61,52 @@ pub fn load_run_topology(
         print_error(e);
         exit::INVALID
     };
-    let mut p = load_profile_arg(profile).map_err(|e| invalid(&e))?;
-    if let Some(kind) = args.guest {
-        p.guest = kind;
-    }
-    if args.skip_nested && !p.nested.is_empty() {
+    // The command's workload is validated first on its own, so that its
+    // errors name the arguments (--share ..., CMD).
+    let cli = match work {
+        None => None,
+        Some(w) => {
+            let cwd = std::env::current_dir().map_err(|e| invalid(&e))?;
+            let mut c = nestlab::front::validate::cli_workload(w.argv, w.shares, &cwd, &[])
+                .map_err(|e| invalid(&e))?;
+            if let Some(t) = w.timeout {
+                c.timeout_secs = t;
+            }
+            Some(c)
+        }
+    };
+    let skipped_nested = std::cell::Cell::new(false);
+    let edit = |f: &mut ProfileFile| {
+        if let Some(kind) = args.guest {
+            f.guest.get_or_insert_with(Default::default).kind = Some(kind.name().to_string());
+        }
+        if args.skip_nested && f.nested.take().is_some() {
+            skipped_nested.set(true);
+        }
+        if let Some(c) = &cli {
+            f.workload.push(WorkloadFile {
+                name: c.name.clone(),
+                command: match &c.command {
+                    Command::Shell(s) => CommandFile::Shell(s.clone()),
+                    Command::Argv(v) => CommandFile::Argv(v.clone()),
+                },
+                shares: c
+                    .shares
+                    .iter()
+                    .map(|s| format!("{}:{}:{}", s.host.display(), s.guest, s.mode))
+                    .collect(),
+                timeout: Some(c.timeout_secs),
+                environment: Default::default(),
+                cpunodebind: None,
+                membind: None,
+                workdir: c.workdir.clone(),
+            });
+        }
+    };
+    let p =
+        nestlab::front::parse::load_profile_arg_edited(profile, &edit).map_err(|e| invalid(&e))?;
+    if skipped_nested.get() {
         eprintln!("nestlab: {}: nested step left out (--skip-nested)", p.name);
-        p.nested.clear();
-    }
-    if let Some(w) = work {
-        let cwd = std::env::current_dir().map_err(|e| invalid(&e))?;
-        let mut cli = nestlab::front::validate::cli_workload(w.argv, w.shares, &cwd, &p.nodes)
-            .map_err(|e| invalid(&e))?;
-        if let Some(t) = w.timeout {
-            cli.timeout_secs = t;
-        }
-        if p.workloads.iter().any(|x| x.name == cli.name) {
-            eprintln!(
-                "error: {}: the profile has a workload named '{}' already; the command line's would take its check's name",
-                p.name, cli.name
-            );
-            return Err(exit::INVALID);
-        }
-        p.workloads.push(cli);
     }
     resolve::resolve(&p).map_err(|e| invalid(&e))
 }

@@ -4,10 +4,15 @@ use super::*;
 
 /// Places NIC instances on expanders and decides each expander's root-port
 /// count and bus number.
+///
+/// `extra_root_ports` are the root ports on pcie-root that are not a NIC's
+/// (a disk-image guest's disk, the shares): they take pcie-root slots and
+/// buses like the NICs without a node.
 pub(super) fn place(
     files: &[ExpanderFile],
     nics: &[Nic],
     node_count: usize,
+    extra_root_ports: u32,
     errs: &mut Errors,
 ) -> Vec<Expander> {
     let mut expanders: Vec<Expander> = Vec::new();
@@ -132,7 +137,7 @@ pub(super) fn place(
             );
         }
     }
-    let unplaced = nics.iter().filter(|n| n.node.is_none()).count() as u32;
+    let unplaced = nics.iter().filter(|n| n.node.is_none()).count() as u32 + extra_root_ports;
     let slots = expanders.len() as u32 + unplaced;
     if slots > PCIE_ROOT_SLOTS {
         errs.push(

@@ -311,8 +311,6 @@ pub fn validate_in(
             },
         );
     }
-    let expanders = expanders::place(&file.expander, &nics, node_count, &mut errs);
-
     let guest = match file.guest.as_ref().and_then(|g| g.kind.as_deref()) {
         None => GuestKindId::default(),
         Some(k) => k.parse().unwrap_or_else(|_| {
@@ -320,6 +318,13 @@ pub fn validate_in(
             GuestKindId::default()
         }),
     };
+    let workloads = workload::check_workloads(&file.workload, &nodes, base, &mut errs);
+    // The root ports on pcie-root that are not a NIC's: the disk-image
+    // guest's disk and the shares (resolve places them after the NICs').
+    let extra = u32::from(guest == GuestKindId::Debian)
+        + crate::model::workload::shares_of(guest, &workloads).len() as u32;
+    let expanders = expanders::place(&file.expander, &nics, node_count, extra, &mut errs);
+
     let cmdline_extra = file.guest.as_ref().and_then(|g| g.cmdline_extra.clone());
     if let Some(c) = &cmdline_extra {
         if let Err(msg) = guest::check_cmdline(c) {
@@ -348,8 +353,6 @@ pub fn validate_in(
             }
         }
     }
-
-    let workloads = workload::check_workloads(&file.workload, &nodes, base, &mut errs);
 
     if !errs.0.is_empty() {
         return Err(ValidationErrors(errs.0));

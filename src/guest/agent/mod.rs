@@ -210,6 +210,10 @@ pub struct AgentParams {
     /// shares): after the captures the agent prints `gate`, waits for the
     /// host's word in the run folder, and runs the workloads listed there.
     pub workloads: bool,
+    /// Whether libvirt runs in the guest: the agent captures its view
+    /// ([`Scope::Libvirt`]) and assigns devices to the nested guest through
+    /// it.
+    pub libvirt: bool,
 }
 
 /// A host folder the agent mounts.
@@ -240,6 +244,7 @@ impl AgentParams {
             mode: Mode::Probe,
             shares: Vec::new(),
             workloads: false,
+            libvirt: false,
         }
     }
 
@@ -282,6 +287,7 @@ impl AgentParams {
             })
             .collect();
         p.workloads = !t.profile.workloads.is_empty();
+        p.libvirt = t.profile.guest.has_libvirt();
         for r in &t.profile.nested {
             let missing = || AgentError::NotInTopology(r.to_string());
             let d = t.devices.get(r.nic).ok_or_else(missing)?;
@@ -307,6 +313,7 @@ impl AgentParams {
                 Scope::Topology => true,
                 Scope::Nested => nested,
                 Scope::Workload => self.workloads,
+                Scope::Libvirt => self.libvirt,
             })
             .map(|c| c.file)
             .collect()
@@ -394,6 +401,9 @@ impl AgentParams {
         }
         if self.workloads {
             out.push_str(" nestlab.workloads=1");
+        }
+        if self.libvirt {
+            out.push_str(" nestlab.libvirt=1");
         }
         out.push_str(&format!(" nestlab.mode={}", self.mode));
         Ok(out)

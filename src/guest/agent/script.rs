@@ -56,6 +56,17 @@ mkdir -p "$dir" || exit 1
             file = c.file
         ));
     }
+    // libvirt's view, where libvirt runs (virsh answers); stderr apart, so
+    // that a warning does not spoil the XML.
+    s.push_str("if virsh -c qemu:///system version >/dev/null 2>&1; then\n");
+    for c in in_scope(Scope::Libvirt) {
+        let Some(command) = c.command else { continue };
+        s.push_str(&format!(
+            "\t( {command} ) >\"$dir/{file}\" 2>\"$dir/{file}.err\" </dev/null\n\techo \"{file} $?\" >>\"$dir/{EXIT_CODES_FILE}\"\n",
+            file = c.file
+        ));
+    }
+    s.push_str("fi\n");
     s.push_str("echo \"nestlab: capture written to $dir\" >&2\n");
     s
 }
