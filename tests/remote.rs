@@ -111,23 +111,15 @@ fn stale_locks() -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn temp_leftovers() -> Vec<String> {
-    std::fs::read_dir(std::env::temp_dir())
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("nestlab-run-") || n.starts_with("nestlab-up-"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 // ------------------------------------------------------------ bad input
 
 /// Runs nestlab with a bad argument: exit 2, an `error: ` naming the
 /// problem, nothing on stdout, quickly (nothing was started).
 fn refused(args: &[&str], env: &[(&str, &str)], says: &str) {
+    // A temporary directory of its own: it must stay empty (no run dir).
+    let tmp = tempfile::tempdir().unwrap();
     let mut c = nestlab_cmd(args);
+    c.env("TMPDIR", tmp.path());
     for (k, v) in env {
         c.env(k, v);
     }
@@ -145,11 +137,12 @@ fn refused(args: &[&str], env: &[(&str, &str)], says: &str) {
         "{args:?} took {:?}",
         t.elapsed()
     );
+    let made: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+    assert!(made.is_empty(), "{args:?} wrote {made:?}");
 }
 
 #[test]
 fn bad_hosts_and_pools_are_refused_before_anything_starts() {
-    let before = temp_leftovers();
     refused(
         &["run", "minimal", "--connect", "host.example"],
         &[],
@@ -247,11 +240,6 @@ fn bad_hosts_and_pools_are_refused_before_anything_starts() {
         &[],
         "/nonexistent/p.toml",
     );
-    let leaked: Vec<_> = temp_leftovers()
-        .into_iter()
-        .filter(|n| !before.contains(n))
-        .collect();
-    assert!(leaked.is_empty(), "{leaked:?}");
 }
 
 #[test]
@@ -642,7 +630,6 @@ fn e2e_remote_hosts_and_a_pool_of_two_daemons() {
         return;
     }
     let t_all = Instant::now();
-    let before_tmp = temp_leftovers();
     let before_locks = stale_locks();
     let main_before = nestlab_domains(MAIN);
     let out = tempfile::tempdir().unwrap();
@@ -872,7 +859,50 @@ fn e2e_remote_hosts_and_a_pool_of_two_daemons() {
         t.elapsed().as_secs_f64()
     );
 
-    // 8. Prune: an old appliance's volumes go, the current ones and a
+    // 8. Ctrl-C with a run on each host: exit 130, both domains destroyed.
+    let child = nestlab_cmd(&[
+        "run",
+        "minimal",
+        "minimal",
+        "--connect",
+        &uri,
+        "--connect",
+        MAIN,
+        "--jobs",
+        "2",
+        "--out",
+        &o("int"),
+    ])
+    .spawn()
+    .unwrap();
+    let int_dir = out.path().join("int");
+    wait_for("a minimal running on each daemon", 180, || {
+        let made = made_domains(&int_dir);
+        let on = |u: &str| nestlab_domains(u).iter().any(|n| made.contains(n));
+        made.len() == 2 && on(&uri) && on(MAIN)
+    });
+    let t = Instant::now();
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = finish(child);
+    assert_eq!(r.status.code(), Some(130), "{}", show(&r));
+    let made = made_domains(&int_dir);
+    for u in [uri.as_str(), MAIN] {
+        let left: Vec<String> = nestlab_domains(u)
+            .into_iter()
+            .filter(|n| made.contains(n))
+            .collect();
+        assert_eq!(left, Vec::<String>::new(), "SIGINT left domains on {u}");
+    }
+    eprintln!(
+        "remote: SIGINT with a run on each daemon: exit 130 after {:.1} s, both destroyed",
+        t.elapsed().as_secs_f64()
+    );
+
+    // 9. Prune: an old appliance's volumes go, the current ones and a
     // volume nestlab did not make stay.
     let stale = format!("nestlab-{}-vmlinux", "0".repeat(64));
     for (name, size) in [
@@ -914,7 +944,7 @@ fn e2e_remote_hosts_and_a_pool_of_two_daemons() {
     // Nothing left: no domain on either daemon, then the fixture stopped
     // without a process, a mount or a file of it left.
     assert_eq!(nestlab_domains(&uri), Vec::<String>::new());
-    let made: Vec<String> = ["m1", "m2", "ref", "pool", "kill"]
+    let made: Vec<String> = ["m1", "m2", "ref", "pool", "kill", "int"]
         .iter()
         .flat_map(|d| made_domains(&out.path().join(d)))
         .collect();
@@ -925,18 +955,22 @@ fn e2e_remote_hosts_and_a_pool_of_two_daemons() {
     assert_eq!(left, Vec::<String>::new(), "domains left on {MAIN}");
     let secs = iso.stop().unwrap_or_else(|e| panic!("{e}"));
     eprintln!("remote: isolated libvirtd stopped in {secs:.1} s, nothing left");
-    let leaked: Vec<_> = temp_leftovers()
-        .into_iter()
-        .filter(|n| !before_tmp.contains(n))
-        .collect();
-    assert!(leaked.is_empty(), "temporary directories left: {leaked:?}");
+    // (No check of nestlab-run-* temporary directories: every run here
+    // keeps its files with --out, and on a shared machine other people's
+    // runs come and go in /tmp meanwhile.)
     let locks: Vec<_> = stale_locks()
         .into_iter()
         .filter(|n| !before_locks.contains(n))
         .collect();
-    assert!(
-        locks.is_empty(),
-        "stale lock files left in /run/lock: {locks:?}"
-    );
+    // On a shared machine another daemon killed meanwhile (a fault test)
+    // leaves such files too: only CI, which runs alone, fails on them.
+    if in_ci() {
+        assert!(
+            locks.is_empty(),
+            "stale lock files left in /run/lock: {locks:?}"
+        );
+    } else if !locks.is_empty() {
+        eprintln!("remote: warning: stale lock files appeared in /run/lock meanwhile: {locks:?}");
+    }
     eprintln!("remote: all in {:.1} s", t_all.elapsed().as_secs_f64());
 }
