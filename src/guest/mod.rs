@@ -94,8 +94,9 @@ pub fn tcg_boot_args(tsc_hz: Option<u64>, kernel_config: Option<&str>) -> Option
 }
 
 /// An artifact of a cache entry `<cache>/<kind>/<hash>/<file>`, named
-/// `<hash>-<file>` (unique for its content).
-fn cache_artifact(path: &std::path::Path) -> Artifact {
+/// `<hash>-<file>` (unique for its content: the entry's hash covers
+/// everything that went into it).
+pub fn cache_artifact(path: &std::path::Path) -> Artifact {
     let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
     let entry = path
         .parent()
@@ -107,6 +108,52 @@ fn cache_artifact(path: &std::path::Path) -> Artifact {
             (Some(e), Some(f)) => format!("{e}-{f}"),
             (_, f) => f.unwrap_or_else(|| "artifact".into()),
         },
+    }
+}
+
+/// An artifact of any file (an `--initrd` given by the user), named
+/// `<sha256 of its content, 32 hex>-<file>`, so that a host keeping files
+/// by name never boots an older file of the same name. A file that cannot
+/// be read keeps its plain name (staging it then fails, naming the file).
+pub fn file_artifact(path: &std::path::Path) -> Artifact {
+    use sha2::{Digest, Sha256};
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "artifact".into());
+    let hash = std::fs::File::open(path).and_then(|mut f| {
+        let mut h = Sha256::new();
+        std::io::copy(&mut f, &mut h)?;
+        Ok(h.finalize())
+    });
+    let name = match hash {
+        Ok(h) => {
+            let hex: String = h.iter().take(16).map(|b| format!("{b:02x}")).collect();
+            format!("{hex}-{file}")
+        }
+        Err(_) => file,
+    };
+    Artifact {
+        path: path.to_path_buf(),
+        name,
+    }
+}
+
+impl appliance::Appliance {
+    /// Every file a domain may boot from this appliance: the kernel, the
+    /// base initramfs and the nested flavour's (what `nestlab appliance
+    /// --prune --connect URI` keeps on a host).
+    pub fn artifacts(&self) -> Vec<Artifact> {
+        let mut out = vec![cache_artifact(&self.kernel)];
+        out.push(if self.initrd.starts_with(&self.dir) {
+            cache_artifact(&self.initrd)
+        } else {
+            file_artifact(&self.initrd)
+        });
+        if let Some(n) = &self.nested {
+            out.push(cache_artifact(&n.initrd));
+        }
+        out
     }
 }
 
@@ -145,9 +192,21 @@ impl GuestKind for appliance::Appliance {
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
+        // The entry's files are named by the entry's hash; a replacement
+        // initramfs (--initrd) by its own content.
+        let initrd = if initrd.starts_with(&self.dir)
+            || self
+                .nested
+                .as_ref()
+                .is_some_and(|n| initrd.starts_with(&n.dir))
+        {
+            cache_artifact(initrd)
+        } else {
+            file_artifact(initrd)
+        };
         Ok(BootFiles {
             kernel: cache_artifact(&self.kernel),
-            initrd: Some(cache_artifact(initrd)),
+            initrd: Some(initrd),
             cmdline,
             disks: Vec::new(),
         })
@@ -157,6 +216,26 @@ impl GuestKind for appliance::Appliance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn artifacts_are_named_by_content() {
+        let a = cache_artifact(std::path::Path::new("/c/appliance/0123abcd/initrd.img"));
+        assert_eq!(a.name, "0123abcd-initrd.img");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("my initrd.img");
+        std::fs::write(&p, b"one").unwrap();
+        let one = file_artifact(&p);
+        std::fs::write(&p, b"two").unwrap();
+        let two = file_artifact(&p);
+        assert_ne!(one.name, two.name);
+        assert!(one.name.ends_with("-my initrd.img"), "{}", one.name);
+        assert_eq!(one.name.len(), 32 + 1 + "my initrd.img".len());
+        assert_eq!(
+            crate::host::volume_name(&one.name),
+            format!("nestlab-{}", one.name.replace(' ', "_"))
+        );
+        assert_eq!(file_artifact(&dir.path().join("none")).name, "none");
+    }
 
     #[test]
     fn lpj_from_the_host_tsc() {

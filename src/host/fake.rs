@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{
-    Artifact, ConsoleSource, ConsoleStream, Guest, Host, HostError, HostFacts, OwnedDomain,
-    Version, VIR_ERR_NO_DOMAIN,
+    Artifact, ArtifactStore, ConsoleSource, ConsoleStream, Guest, Host, HostError, HostFacts,
+    OwnedDomain, PruneOutcome, Staged, StoreStatus, Transfer, Version, VIR_ERR_NO_DOMAIN,
 };
 
 /// One thing a fake console does.
@@ -27,6 +27,9 @@ pub enum Say {
     Fail(HostError),
     /// Prints nothing more, ever.
     Hang,
+    /// The host's daemon dies: this stream breaks, and every later call
+    /// on the host (starts, looks, destroys) fails.
+    KillHost,
 }
 
 /// What one domain start does.
@@ -56,32 +59,62 @@ struct State {
     scripts: VecDeque<Script>,
     log: Vec<String>,
     started: u32,
+    /// The daemon died ([`Say::KillHost`]).
+    dead: bool,
+    /// Artifact names staged so far.
+    staged: Vec<String>,
 }
 
 /// The fake host.
 pub struct FakeHost {
+    uri: String,
     facts: Arc<HostFacts>,
     state: Arc<Mutex<State>>,
     /// Told the domain's name when a start begins (cancellation tests).
     pub starting: tokio::sync::watch::Sender<Option<String>>,
 }
 
+fn dead_error(op: &str) -> HostError {
+    HostError {
+        op: op.to_string(),
+        code: Some(38),
+        message: "Cannot recv data: Connection reset by peer".into(),
+    }
+}
+
 impl FakeHost {
     /// A host like this project's CI machines (TCG, QEMU `qemu`), playing
     /// `scripts` in order.
     pub fn new(qemu: Version, scripts: impl IntoIterator<Item = Script>) -> Arc<FakeHost> {
+        FakeHost::at("fake:///", qemu, scripts)
+    }
+
+    /// The same at `uri` (a URI with a host part uploads its boot files:
+    /// [`ArtifactStore::for_uri`]).
+    pub fn at(
+        uri: &str,
+        qemu: Version,
+        scripts: impl IntoIterator<Item = Script>,
+    ) -> Arc<FakeHost> {
         let xml = include_str!("../../tests/fixtures/observe/capabilities/ci-host.xml");
-        let facts = HostFacts::from_capabilities("fake:///", Version(11, 3, 0), qemu, xml)
+        let facts = HostFacts::from_capabilities(uri, Version(11, 3, 0), qemu, xml)
             .expect("the fixture parses");
         Arc::new(FakeHost {
+            uri: uri.to_string(),
             facts: Arc::new(facts),
             state: Arc::new(Mutex::new(State {
                 scripts: scripts.into_iter().collect(),
                 log: Vec::new(),
                 started: 0,
+                dead: false,
+                staged: Vec::new(),
             })),
             starting: tokio::sync::watch::channel(None).0,
         })
+    }
+
+    fn dead(&self) -> bool {
+        self.state.lock().map(|s| s.dead).unwrap_or(true)
     }
 
     /// Everything asked for, in order: `start NAME`, `console NAME`,
@@ -123,6 +156,7 @@ struct FakeGuest {
 struct FakeConsole {
     says: Vec<Say>,
     nonce: String,
+    state: Arc<Mutex<State>>,
 }
 
 impl ConsoleSource for FakeConsole {
@@ -149,6 +183,14 @@ impl ConsoleSource for FakeConsole {
                     }
                     Say::Hang => {
                         tx.closed().await;
+                        return;
+                    }
+                    Say::KillHost => {
+                        if let Ok(mut s) = self.state.lock() {
+                            s.dead = true;
+                            s.log.push("host-died".into());
+                        }
+                        let _ = tx.send(Err(dead_error("console stream"))).await;
                         return;
                     }
                 }
@@ -180,6 +222,7 @@ impl Guest for FakeGuest {
         Ok(Box::new(FakeConsole {
             says: s.consoles.remove(0),
             nonce: self.nonce.clone(),
+            state: self.state.clone(),
         }))
     }
 
@@ -189,6 +232,9 @@ impl Guest for FakeGuest {
     }
 
     fn is_active(&self) -> Result<bool, HostError> {
+        if self.state.lock().map(|s| s.dead).unwrap_or(true) {
+            return Err(dead_error(&format!("cannot look at {}", self.name)));
+        }
         if *self
             .destroyed
             .lock()
@@ -215,6 +261,13 @@ impl Guest for FakeGuest {
             push(&self.state, format!("destroy-failed {}", self.name));
             return Err(e.clone());
         }
+        if self.state.lock().map(|s| s.dead).unwrap_or(true) {
+            push(&self.state, format!("destroy-failed {}", self.name));
+            return Err(dead_error(&format!(
+                "cannot reconnect to destroy {}",
+                self.name
+            )));
+        }
         push(&self.state, format!("destroy {}", self.name));
         if let Ok(mut d) = self.destroyed.lock() {
             *d = true;
@@ -225,7 +278,7 @@ impl Guest for FakeGuest {
 
 impl Host for FakeHost {
     fn uri(&self) -> &str {
-        "fake:///"
+        &self.uri
     }
 
     fn facts(&self) -> Result<Arc<HostFacts>, HostError> {
@@ -243,11 +296,66 @@ impl Host for FakeHost {
         crate::observe::domcaps::parse(xml).map_err(|e| HostError::other("fake", e.to_string()))
     }
 
-    fn stage(&self, artifact: &Artifact) -> Result<String, HostError> {
-        Ok(format!("/staged/{}", artifact.name))
+    fn store(&self) -> ArtifactStore {
+        ArtifactStore::for_uri(&self.uri, None)
+    }
+
+    /// The first staging of a name on a remote-looking URI "uploads" 1000
+    /// bytes (telling `progress` twice); later ones find it present.
+    fn stage(
+        &self,
+        artifact: &Artifact,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<Staged, HostError> {
+        if self.dead() {
+            return Err(dead_error("cannot stage"));
+        }
+        let path = format!("/staged/{}", artifact.name);
+        if self.store() == ArtifactStore::Local {
+            return Ok(Staged {
+                path,
+                transfer: Transfer::Local,
+            });
+        }
+        let mut s = self
+            .state
+            .lock()
+            .map_err(|_| HostError::other("fake", "poisoned"))?;
+        if s.staged.contains(&artifact.name) {
+            return Ok(Staged {
+                path,
+                transfer: Transfer::Present,
+            });
+        }
+        s.staged.push(artifact.name.clone());
+        s.log.push(format!("upload {}", artifact.name));
+        progress(500, 1000);
+        progress(1000, 1000);
+        Ok(Staged {
+            path,
+            transfer: Transfer::Uploaded {
+                bytes: 1000,
+                secs: 0.01,
+            },
+        })
+    }
+
+    fn store_status(&self) -> Result<StoreStatus, HostError> {
+        Ok(StoreStatus::Local)
+    }
+
+    fn prune_artifacts(&self, _keep: &[String]) -> Result<PruneOutcome, HostError> {
+        Ok(PruneOutcome::default())
+    }
+
+    fn is_alive(&self) -> bool {
+        !self.dead()
     }
 
     fn start_paused(&self, xml: &str) -> Result<Arc<dyn Guest>, HostError> {
+        if self.dead() {
+            return Err(dead_error("libvirt cannot start the domain"));
+        }
         let dom = crate::xml::domain::Domain::from_xml(xml)
             .map_err(|e| HostError::other("fake: the XML does not parse", e.to_string()))?;
         let nonce = dom

@@ -9,8 +9,10 @@
 //!   libvirt versions, CPUs, memory and NUMA cells, from the connection's
 //!   capabilities.
 //! - [`Artifact`] and [`Host::stage`]: boot files go through the host, which
-//!   decides where they live for QEMU (a local connection uses the cache
-//!   path as it is).
+//!   decides where they live for QEMU ([`ArtifactStore`]): a local
+//!   connection uses the cache path as it is; a remote one uploads each file
+//!   once into a libvirt storage pool there, as a volume named by its
+//!   content, and the domain XML names the volume's path.
 
 pub mod libvirt;
 
@@ -44,6 +46,16 @@ pub struct HostError {
 pub const VIR_ERR_NO_DOMAIN: i32 = 42;
 /// `VIR_ERR_OPERATION_INVALID`: e.g. destroying a domain that is not running.
 pub const VIR_ERR_OPERATION_INVALID: i32 = 55;
+/// `VIR_ERR_NO_SUPPORT`: the daemon lacks the driver (no storage driver).
+pub const VIR_ERR_NO_SUPPORT: i32 = 3;
+/// `VIR_ERR_OPERATION_FAILED`: e.g. defining a pool that exists already.
+pub const VIR_ERR_OPERATION_FAILED: i32 = 9;
+/// `VIR_ERR_NO_STORAGE_POOL`: no pool of that name.
+pub const VIR_ERR_NO_STORAGE_POOL: i32 = 49;
+/// `VIR_ERR_NO_STORAGE_VOL`: no volume of that name.
+pub const VIR_ERR_NO_STORAGE_VOL: i32 = 50;
+/// `VIR_ERR_STORAGE_VOL_EXIST`: a volume of that name exists already.
+pub const VIR_ERR_STORAGE_VOL_EXIST: i32 = 90;
 
 impl HostError {
     /// An error that did not come from libvirt.
@@ -153,6 +165,159 @@ pub struct Artifact {
     pub name: String,
 }
 
+/// The pool a remote host keeps nestlab's boot files in, unless told
+/// otherwise (`--pool`, `$NESTLAB_POOL`); created through libvirt when
+/// missing, as a `dir` pool at [`DEFAULT_POOL_DIR`].
+pub const DEFAULT_POOL: &str = "nestlab";
+
+/// Where the default pool keeps its files, on the host.
+pub const DEFAULT_POOL_DIR: &str = "/var/lib/libvirt/images/nestlab";
+
+/// Every volume nestlab creates is named `nestlab-<artifact name>`; prune
+/// removes only volumes with this prefix.
+pub const VOLUME_PREFIX: &str = "nestlab-";
+
+/// A volume's upload finished when an empty volume of its name with this
+/// suffix exists: a half-finished upload (the uploader died) is never
+/// booted. libvirt cannot rename a volume, so there is no upload to a
+/// temporary name.
+pub const COMPLETE_SUFFIX: &str = ".complete";
+
+/// The volume an artifact is stored in on a host's pool:
+/// `nestlab-<artifact name>`, with any character a file name had better
+/// not carry replaced by `_`.
+pub fn volume_name(artifact: &str) -> String {
+    let clean: String = artifact
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{VOLUME_PREFIX}{clean}")
+}
+
+/// Where a host keeps the boot files its domains read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactStore {
+    /// QEMU runs on this machine: it reads the cache's files where they are.
+    Local,
+    /// A libvirt storage pool of this name on the host, filled through
+    /// libvirt (`virStorageVolUpload`).
+    Pool(String),
+}
+
+impl ArtifactStore {
+    /// The store for a connection: local URIs read the cache directly,
+    /// others upload into `pool` (default [`DEFAULT_POOL`]).
+    pub fn for_uri(uri: &str, pool: Option<&str>) -> ArtifactStore {
+        if is_local_uri(uri) {
+            ArtifactStore::Local
+        } else {
+            ArtifactStore::Pool(pool.unwrap_or(DEFAULT_POOL).to_string())
+        }
+    }
+}
+
+impl fmt::Display for ArtifactStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ArtifactStore::Local => f.write_str("this machine's cache"),
+            ArtifactStore::Pool(p) => write!(f, "pool {p}"),
+        }
+    }
+}
+
+/// What making an artifact available on a host took.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Transfer {
+    /// Nothing: the host reads this machine's file (a local connection).
+    Local,
+    /// Nothing: the host had it (an earlier run uploaded it).
+    Present,
+    /// Uploaded now.
+    Uploaded {
+        /// Bytes sent.
+        bytes: u64,
+        /// Seconds it took.
+        secs: f64,
+    },
+    /// Another run was uploading it: waited for that one to finish.
+    Waited {
+        /// Seconds waited.
+        secs: f64,
+    },
+}
+
+/// An artifact made available on a host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Staged {
+    /// The path QEMU on that host opens.
+    pub path: String,
+    /// What it took.
+    pub transfer: Transfer,
+}
+
+/// Where a host's boot files go, and in what state (for `nestlab doctor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreStatus {
+    /// This machine's cache, read in place.
+    Local,
+    /// A usable storage pool.
+    Pool {
+        /// Its name.
+        name: String,
+        /// Its type (`dir`).
+        kind: String,
+        /// Its target path on the host.
+        path: String,
+        /// Whether it is started (nestlab starts it when it is not).
+        active: bool,
+        /// nestlab's volumes in it.
+        volumes: usize,
+        /// Their size in bytes.
+        bytes: u64,
+    },
+    /// No such pool yet.
+    Missing {
+        /// Its name.
+        name: String,
+        /// Where nestlab will create it on the first run (the default pool
+        /// only; a pool named by the user must exist).
+        will_create: Option<String>,
+    },
+    /// The pool cannot be used, and why (what to do is in the text).
+    Unusable {
+        /// Its name.
+        name: String,
+        /// Why, and what to do.
+        why: String,
+    },
+}
+
+/// One stored artifact `prune` removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunedArtifact {
+    /// The volume's name.
+    pub name: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// What [`Host::prune_artifacts`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneOutcome {
+    /// Volumes removed.
+    pub removed: Vec<PrunedArtifact>,
+    /// Volumes kept because a domain on the host boots from them.
+    pub in_use: Vec<String>,
+    /// Volumes kept because they are the current appliance's.
+    pub kept: Vec<String>,
+}
+
 /// What the runner needs from a hypervisor connection.
 pub trait Host: Send + Sync {
     /// The URI it is connected to.
@@ -168,12 +333,38 @@ pub trait Host: Send + Sync {
     /// # Errors
     /// When the daemon does not answer or has no such hypervisor type.
     fn domain_caps(&self, virttype: &str) -> Result<DomainCaps, HostError>;
-    /// Where QEMU on that host finds `artifact`: its path on this machine
-    /// for a local connection.
+    /// Where this host keeps boot files.
+    fn store(&self) -> ArtifactStore;
+    /// Makes `artifact` available to QEMU on that host and says where: its
+    /// path on this machine for a local connection; else a volume of the
+    /// host's pool, uploaded unless a complete one is there already (a run
+    /// uploading the same file meanwhile is waited for). `progress` is told
+    /// the bytes sent and the total as an upload goes.
     ///
     /// # Errors
-    /// When the file cannot be made available there.
-    fn stage(&self, artifact: &Artifact) -> Result<String, HostError>;
+    /// When the file cannot be made available there (no pool and none can
+    /// be made, the upload failed).
+    fn stage(
+        &self,
+        artifact: &Artifact,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<Staged, HostError>;
+    /// The state of this host's [`ArtifactStore`].
+    ///
+    /// # Errors
+    /// When the daemon does not answer.
+    fn store_status(&self) -> Result<StoreStatus, HostError>;
+    /// Removes the stored artifacts nestlab made (volumes named
+    /// [`VOLUME_PREFIX`]...) except those named in `keep` (artifact names)
+    /// and those a domain on the host boots from. A local store has
+    /// nothing to prune here (see `nestlab appliance --prune`).
+    ///
+    /// # Errors
+    /// When listing or deleting fails.
+    fn prune_artifacts(&self, keep: &[String]) -> Result<PruneOutcome, HostError>;
+    /// Whether the connection still works (false once the daemon died or
+    /// went away: the host takes no more runs).
+    fn is_alive(&self) -> bool;
     /// Creates a transient domain from XML, paused.
     ///
     /// # Errors
@@ -353,6 +544,125 @@ impl HostFacts {
     pub fn cpus(&self) -> usize {
         self.caps.cpu_count()
     }
+
+    /// Host memory in MiB (from its NUMA cells).
+    pub fn memory_mib(&self) -> u64 {
+        self.caps.memory_kib() / 1024
+    }
+}
+
+/// Checks that `uri` looks like a libvirt URI (`driver[+transport]://[host[:port]]/path[?query]`),
+/// without connecting: for arguments, before anything starts.
+///
+/// # Errors
+/// What is wrong with it, in words.
+pub fn check_uri(uri: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return Err(format!(
+            "'{uri}' is not a libvirt URI (expected driver[+transport]://[host]/path, e.g. qemu+ssh://host/system)"
+        ));
+    };
+    let (driver, transport) = match scheme.split_once('+') {
+        Some((d, t)) => (d, Some(t)),
+        None => (scheme, None),
+    };
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && w.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    };
+    if !word(driver) {
+        return Err(format!("'{uri}': '{scheme}' is not a libvirt driver name"));
+    }
+    if let Some(t) = transport {
+        const TRANSPORTS: &[&str] = &["unix", "tcp", "tls", "ssh", "libssh", "libssh2", "ext"];
+        if !TRANSPORTS.contains(&t) {
+            return Err(format!(
+                "'{uri}': unknown transport '{t}' (one of {})",
+                TRANSPORTS.join(", ")
+            ));
+        }
+    }
+    if uri
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return Err(format!("'{uri}' contains spaces or control characters"));
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let path = path.split('?').next().unwrap_or("");
+    if path.len() < 2 {
+        return Err(format!(
+            "'{uri}' has no path (expected e.g. {scheme}://{authority}/system)"
+        ));
+    }
+    if let Some((_, port)) = authority.rsplit_once(':') {
+        if !authority.ends_with(']') && port.parse::<u16>().is_err() {
+            return Err(format!(
+                "'{uri}': port '{port}' is not a number from 0 to 65535"
+            ));
+        }
+    }
+    if transport.is_some_and(|t| t != "unix") && authority.is_empty() {
+        return Err(format!("'{uri}' names no host"));
+    }
+    Ok(())
+}
+
+/// Splits a list of URIs (`$NESTLAB_CONNECT`): separated by spaces, commas or
+/// newlines; each checked with [`check_uri`], none twice.
+///
+/// # Errors
+/// The first problem, naming the URI.
+pub fn parse_uri_list(list: &str) -> Result<Vec<String>, String> {
+    let uris: Vec<String> = list
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if uris.is_empty() {
+        return Err("no URI in the list".into());
+    }
+    check_uris(&uris)?;
+    Ok(uris)
+}
+
+/// Checks each URI and that none is given twice.
+///
+/// # Errors
+/// The first problem, naming the URI.
+pub fn check_uris(uris: &[String]) -> Result<(), String> {
+    for (i, u) in uris.iter().enumerate() {
+        check_uri(u)?;
+        if uris[..i].contains(u) {
+            return Err(format!("'{u}' is given twice"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a storage pool name: what libvirt and a directory name accept.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn check_pool_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not a usable pool name (letters, digits, _ - . +; at most 64; not starting with . or -)"
+        ))
+    }
 }
 
 /// Whether a URI names the local machine (`qemu:///system`,
@@ -361,7 +671,10 @@ impl HostFacts {
 pub fn is_local_uri(uri: &str) -> bool {
     match uri.split_once("://") {
         None => true,
-        Some((scheme, rest)) => !scheme.contains('+') && (rest.starts_with('/') || rest.is_empty()),
+        Some((scheme, rest)) => {
+            let local_transport = scheme.split_once('+').map_or(true, |(_, t)| t == "unix");
+            local_transport && (rest.starts_with('/') || rest.is_empty())
+        }
     }
 }
 
@@ -404,8 +717,69 @@ mod tests {
     }
 
     #[test]
+    fn uri_checks() {
+        for u in [
+            "qemu:///system",
+            "qemu:///session",
+            "qemu+tcp://127.0.0.1:16599/system",
+            "qemu+ssh://root@host.example/system?keyfile=/k&no_tty=1",
+            "qemu+tls://[::1]/system",
+            "qemu+unix:///system?socket=/run/x",
+            "test:///default",
+        ] {
+            assert_eq!(check_uri(u), Ok(()), "{u}");
+        }
+        for (u, why) in [
+            ("host.example", "not a libvirt URI"),
+            ("qemu+carrier://h/system", "unknown transport 'carrier'"),
+            ("QEMU:///system", "not a libvirt driver name"),
+            ("qemu+ssh:///system", "names no host"),
+            ("qemu+tcp://h:99999/system", "port '99999'"),
+            ("qemu+tcp://h", "has no path"),
+            ("qemu+tcp://h/", "has no path"),
+            ("qemu:///sys tem", "spaces"),
+        ] {
+            let e = check_uri(u).unwrap_err();
+            assert!(e.contains(why), "{u}: {e}");
+        }
+        assert_eq!(
+            parse_uri_list(" qemu:///system,qemu+tcp://h/system\n").unwrap(),
+            ["qemu:///system", "qemu+tcp://h/system"]
+        );
+        assert!(parse_uri_list(" , ").unwrap_err().contains("no URI"));
+        assert!(parse_uri_list("qemu:///system qemu:///system")
+            .unwrap_err()
+            .contains("given twice"));
+        assert!(check_pool_name("nestlab").is_ok());
+        for bad in ["", "a/b", "-x", "../p", "x y"] {
+            assert!(check_pool_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn stores_by_uri() {
+        assert_eq!(
+            ArtifactStore::for_uri("qemu:///system", Some("p")),
+            ArtifactStore::Local
+        );
+        assert_eq!(
+            ArtifactStore::for_uri("qemu+tcp://h/system", None),
+            ArtifactStore::Pool("nestlab".into())
+        );
+        assert_eq!(
+            ArtifactStore::for_uri("qemu+ssh://h/system", Some("p")),
+            ArtifactStore::Pool("p".into())
+        );
+    }
+
+    #[test]
     fn local_uris() {
-        for u in ["qemu:///system", "qemu:///session", "test:///default"] {
+        for u in [
+            "qemu:///system",
+            "qemu:///session",
+            "test:///default",
+            "qemu+unix:///system",
+        ] {
             assert!(is_local_uri(u), "{u}");
         }
         for u in [

@@ -88,22 +88,33 @@ fn suite(w: &mut W, r: &Report) {
         s + user_count(r, Status::Skip),
     );
     let e = usize::from(r.verdict == Verdict::Error);
-    start(
-        w,
-        "testsuite",
-        &[
-            ("name", r.profile.clone()),
-            (
-                "tests",
-                (r.checks.len().max(1) + r.user_junit.len()).to_string(),
-            ),
-            ("failures", f.to_string()),
-            ("errors", e.to_string()),
-            ("skipped", s.to_string()),
-            ("time", format!("{:.3}", r.seconds.unwrap_or(0.0))),
-        ],
-        false,
-    );
+    let mut attrs = vec![
+        ("name", r.profile.clone()),
+        (
+            "tests",
+            (r.checks.len().max(1) + r.user_junit.len()).to_string(),
+        ),
+        ("failures", f.to_string()),
+        ("errors", e.to_string()),
+        ("skipped", s.to_string()),
+        ("time", format!("{:.3}", r.seconds.unwrap_or(0.0))),
+    ];
+    // Which host ran it: JUnit's own attribute, and a property for the
+    // dashboards that show only properties.
+    if let Some(h) = &r.host {
+        attrs.push(("hostname", h.clone()));
+    }
+    start(w, "testsuite", &attrs, false);
+    if let Some(h) = &r.host {
+        start(w, "properties", &[], false);
+        start(
+            w,
+            "property",
+            &[("name", "host".to_string()), ("value", h.clone())],
+            true,
+        );
+        end(w, "properties");
+    }
     if r.checks.is_empty() {
         let why = r.error.clone().unwrap_or_default();
         let attrs = [

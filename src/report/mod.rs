@@ -92,6 +92,9 @@ pub struct Report {
     /// Why there is no verdict from checks (errors and skips), if so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The libvirt URI of the host that ran it (none when no host did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Seconds from start to verdict, when run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
@@ -144,8 +147,16 @@ pub struct GuestStepError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     /// Before asking libvirt for the domain: the profile, the appliance
-    /// (a cache lookup normally), the connection, the XML.
+    /// (a cache lookup normally), the connection, the XML, the boot files
+    /// staged on the host (and the wait for a `--jobs` slot).
     pub prepare: f64,
+    /// Of `prepare`: making the boot files available on the host (an
+    /// upload to a remote host's pool, or finding them there).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub stage: f64,
+    /// Bytes uploaded to the host for this run (0: the files were there).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub uploaded: u64,
     /// libvirt starting the domain paused, its console opened, resumed.
     pub start: f64,
     /// From resume to the appliance's /init marker: firmware and kernel boot.
@@ -173,6 +184,19 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_f64(n: &f64) -> bool {
+    *n == 0.0
+}
+
+/// Bytes in MiB.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 impl Timings {
     /// One line: `prepare 0.08 s, start 0.41 s, boot 2.31 s, ...`.
     pub fn to_line(&self) -> String {
@@ -182,6 +206,12 @@ impl Timings {
         );
         if let Some(t) = self.teardown {
             s.push_str(&format!(", teardown {t:.2} s"));
+        }
+        if self.stage > 0.0 {
+            s.push_str(&format!("; boot files staged in {:.2} s", self.stage));
+            if self.uploaded > 0 {
+                s.push_str(&format!(" ({:.1} MiB uploaded)", mib(self.uploaded)));
+            }
         }
         if let (Some(i), Some(d)) = (self.guest_init_uptime, self.guest_done_uptime) {
             s.push_str(&format!(
@@ -217,6 +247,7 @@ impl Report {
             verdict,
             checks,
             error: None,
+            host: None,
             seconds: None,
             timings: None,
             guest_errors: Vec::new(),
@@ -232,6 +263,7 @@ impl Report {
             verdict,
             checks: vec![],
             error: Some(why),
+            host: None,
             seconds: None,
             timings: None,
             guest_errors: Vec::new(),
@@ -298,6 +330,9 @@ impl Report {
         );
         if let Some(secs) = self.seconds {
             let _ = write!(out, " in {secs:.1} s");
+        }
+        if let Some(h) = &self.host {
+            let _ = write!(out, " on {h}");
         }
         out.push('\n');
         if let Some(e) = &self.error {
@@ -384,6 +419,8 @@ mod tests {
         let mut r = Report::from_checks("p", vec![], false);
         r.timings = Some(Timings {
             prepare: 0.081,
+            stage: 0.0,
+            uploaded: 0,
             start: 0.412,
             boot: 2.3,
             probe: 1.25,
@@ -447,5 +484,33 @@ mod tests {
         );
         let x = junit(&[r]);
         assert!(x.contains("a&lt;b") && x.contains("y&amp;z") && x.contains("&quot;x&quot;"));
+    }
+
+    #[test]
+    fn the_host_is_named_everywhere() {
+        let mut r = Report::from_checks("p", vec![Check::judge("a", true, "x", "x", "ok")], false);
+        r.seconds = Some(1.0);
+        r.host = Some("qemu+tcp://h:16509/system?x=1&y=2".into());
+        assert!(r
+            .to_human(false)
+            .ends_with("p: PASS: 1 passed, 0 failed, 0 skipped in 1.0 s on qemu+tcp://h:16509/system?x=1&y=2\n"));
+        assert!(r
+            .to_json()
+            .contains("\"host\": \"qemu+tcp://h:16509/system?x=1&y=2\""));
+        let x = junit(&[r]);
+        assert!(
+            x.contains("<testsuite name=\"p\" tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"0\" time=\"1.000\" hostname=\"qemu+tcp://h:16509/system?x=1&amp;y=2\">"),
+            "{x}"
+        );
+        assert!(
+            x.contains("<property name=\"host\" value=\"qemu+tcp://h:16509/system?x=1&amp;y=2\"/>"),
+            "{x}"
+        );
+        // No host, no attribute.
+        let x = junit(&[Report::without_checks("q", Verdict::Skipped, "why".into())]);
+        assert!(
+            !x.contains("hostname") && !x.contains("<properties>"),
+            "{x}"
+        );
     }
 }

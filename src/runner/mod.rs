@@ -29,8 +29,9 @@ use crate::capture::CaptureError;
 use crate::expect::expect;
 use crate::guest::agent::{modules_for, AgentError, AgentParams, Mode};
 use crate::guest::protocol::{ConsoleError, Nonce};
+use crate::guest::BootFiles;
 use crate::guest::{GuestError, GuestKind};
-use crate::host::{Host, HostError, HostFacts};
+use crate::host::{Artifact, ArtifactStore, Host, HostError, HostFacts, Transfer};
 use crate::model::{Accel, Topology};
 use crate::observe::{ObserveError, Observed};
 use crate::report::{Check, GuestStepError, Report, Timings, Verdict};
@@ -105,6 +106,17 @@ pub enum BootError {
     /// A task of ours panicked.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The run failed, and then its domain could not be destroyed either
+    /// (the host's daemon died and did not come back in time): it may
+    /// still run there until removed (`nestlab down --all --connect URI`
+    /// once the daemon is back).
+    #[error("{cause}\n  and its domain could not be destroyed, it may still run on the host (remove it with `nestlab down --all --connect URI` once its libvirtd is back): {destroy}")]
+    Abandoned {
+        /// Why the run ended.
+        cause: Box<BootError>,
+        /// Why the destroy failed.
+        destroy: HostError,
+    },
 }
 
 impl BootError {
@@ -169,6 +181,26 @@ pub enum Progress {
     Captured {
         /// File name.
         file: String,
+    },
+    /// A boot file is being uploaded to the host (at most once a second,
+    /// and when it is done).
+    Uploading {
+        /// The file's name (`initrd.img`).
+        file: String,
+        /// Bytes sent so far.
+        done: u64,
+        /// Its size.
+        total: u64,
+    },
+    /// The boot files are on a remote host (sent before the domain starts;
+    /// not sent for a local connection).
+    Staged {
+        /// Where they are (`pool nestlab on qemu+ssh://host/system`).
+        store: String,
+        /// Each file and what it took.
+        files: Vec<(String, Transfer)>,
+        /// Seconds the staging took.
+        secs: f64,
     },
     /// A phase timed out; booting once more.
     Retrying {
@@ -240,8 +272,150 @@ pub fn missing_devices(t: &Topology, facts: &HostFacts) -> Vec<String> {
     missing
 }
 
+/// What staging one boot's files on the host took.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Staging {
+    /// Seconds, all files together.
+    pub secs: f64,
+    /// Bytes uploaded (0 when every file was there, or the host is local).
+    pub uploaded: u64,
+}
+
+/// Makes one artifact available on the host (on a blocking thread),
+/// telling `progress` how an upload goes.
+async fn stage_one(
+    host: &Arc<dyn Host>,
+    a: &Artifact,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<crate::host::Staged, BootError> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
+    let (h, art) = (host.clone(), a.clone());
+    let task = tokio::task::spawn_blocking(move || {
+        h.stage(&art, &move |done, total| {
+            let _ = tx.send((done, total));
+        })
+    });
+    tokio::pin!(task);
+    let file = a
+        .path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| a.name.clone());
+    let mut told: Option<Instant> = None;
+    let mut tell = |done: u64, total: u64| {
+        let due = told.map_or(true, |t| t.elapsed().as_secs_f64() >= 1.0);
+        if due || done == total {
+            told = Some(Instant::now());
+            progress(Progress::Uploading {
+                file: file.clone(),
+                done,
+                total,
+            });
+        }
+    };
+    loop {
+        tokio::select! {
+            biased;
+            Some((done, total)) = rx.recv() => tell(done, total),
+            r = &mut task => {
+                while let Ok((done, total)) = rx.try_recv() {
+                    tell(done, total);
+                }
+                return r
+                    .map_err(|e| BootError::Internal(e.to_string()))?
+                    .map_err(BootError::Host);
+            }
+        }
+    }
+}
+
+/// Stages a boot's files on the host; what the domain then names.
+async fn stage_files(
+    host: &Arc<dyn Host>,
+    t: &Topology,
+    dir: &std::path::Path,
+    files: BootFiles,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<(BootSpec, Staging), BootError> {
+    let t0 = Instant::now();
+    let mut told = Vec::new();
+    let kernel = stage_one(host, &files.kernel, progress).await?;
+    told.push((files.kernel.clone(), kernel.transfer));
+    let initrd = match &files.initrd {
+        Some(i) => {
+            let s = stage_one(host, i, progress).await?;
+            told.push((i.clone(), s.transfer));
+            s.path
+        }
+        None => String::new(),
+    };
+    let mut disks = Vec::new();
+    for (a, format) in &files.disks {
+        let s = stage_one(host, a, progress).await?;
+        told.push((a.clone(), s.transfer));
+        disks.push(DiskImage {
+            path: s.path,
+            format: format.to_string(),
+        });
+    }
+    let store = host.store();
+    let staging = Staging {
+        // A local host reads the files where they are: nothing to time.
+        secs: if store == ArtifactStore::Local {
+            0.0
+        } else {
+            t0.elapsed().as_secs_f64()
+        },
+        uploaded: told
+            .iter()
+            .map(|(_, t)| match t {
+                Transfer::Uploaded { bytes, .. } => *bytes,
+                _ => 0,
+            })
+            .sum(),
+    };
+    if store != ArtifactStore::Local {
+        progress(Progress::Staged {
+            store: format!("{store} on {}", host.uri()),
+            files: told
+                .into_iter()
+                .map(|(a, t)| {
+                    let f = a
+                        .path
+                        .file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or(a.name);
+                    (f, t)
+                })
+                .collect(),
+            secs: staging.secs,
+        });
+    }
+    let boot = BootSpec {
+        kernel: kernel.path,
+        initrd,
+        cmdline: files.cmdline,
+        disks,
+        // Shared folders are the host's own: a folder of this machine only
+        // for a local connection (the pool's README section says so).
+        shares: t
+            .shares
+            .iter()
+            .map(|sh| match &sh.source {
+                crate::model::ShareSource::Folder(p) => p.display().to_string(),
+                crate::model::ShareSource::HostUsr => "/usr".to_string(),
+                crate::model::ShareSource::RunFolder => {
+                    workload::run_folder(dir).display().to_string()
+                }
+            })
+            .collect(),
+    };
+    Ok((boot, staging))
+}
+
 /// Renders the domain one boot starts: the agent's parameters for `t`, the
-/// guest kind's boot files (staged on the host), the name and the run id.
+/// guest kind's boot files (staged on the host: uploaded to a remote one
+/// unless there already), the name and the run id.
 ///
 /// A profile with `[nested]` loads kvm and the vfio modules and passes each
 /// assigned device's id and guest address to the agent; one nested run may
@@ -250,14 +424,15 @@ pub fn missing_devices(t: &Topology, facts: &HostFacts) -> Vec<String> {
 /// # Errors
 /// When an assigned device is not in the topology, the guest kind cannot
 /// boot it, or a boot file cannot be staged on the host.
-pub fn prepare(
+pub async fn prepare(
     t: &Topology,
     kind: &dyn GuestKind,
-    host: &dyn Host,
+    host: &Arc<dyn Host>,
     facts: &HostFacts,
     opts: &RunOptions,
     nonce: &Nonce,
-) -> Result<Domain, BootError> {
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<(Domain, Staging), BootError> {
     let params = AgentParams::for_topology(
         t,
         nonce.clone(),
@@ -266,41 +441,13 @@ pub fn prepare(
         opts.timeouts.nested_run_secs(),
     )?;
     let files = kind.boot_files(t, facts, opts.accel, &params)?;
-    let boot = BootSpec {
-        kernel: host.stage(&files.kernel)?,
-        initrd: match &files.initrd {
-            Some(i) => host.stage(i)?,
-            None => String::new(),
-        },
-        cmdline: files.cmdline,
-        disks: files
-            .disks
-            .iter()
-            .map(|(a, format)| {
-                Ok(DiskImage {
-                    path: host.stage(a)?,
-                    format: format.to_string(),
-                })
-            })
-            .collect::<Result<_, HostError>>()?,
-        shares: t
-            .shares
-            .iter()
-            .map(|sh| match &sh.source {
-                crate::model::ShareSource::Folder(p) => p.display().to_string(),
-                crate::model::ShareSource::HostUsr => "/usr".to_string(),
-                crate::model::ShareSource::RunFolder => {
-                    workload::run_folder(&opts.dir).display().to_string()
-                }
-            })
-            .collect(),
-    };
+    let (boot, staging) = stage_files(host, t, &opts.dir, files, progress).await?;
     let mut dom = render(t, opts.accel, &boot);
     dom.name = domain_name(&t.profile.name, nonce);
     if let Some(m) = dom.metadata.as_mut() {
         m.nestlab.run = Some(nonce.to_string());
     }
-    Ok(dom)
+    Ok((dom, staging))
 }
 
 /// The check that every file the agent was to print arrived: a capture
@@ -338,10 +485,10 @@ async fn attempt(
     facts: &HostFacts,
     opts: &RunOptions,
     progress: &(dyn Fn(Progress) + Sync),
-) -> Result<(session::Booted, Vec<&'static str>), BootError> {
+) -> Result<(session::Booted, Vec<&'static str>, Staging), BootError> {
     let nonce = Nonce::generate();
     let run_folder = workload::prepare_run_folder(t, &opts.dir)?;
-    let dom = prepare(t, kind, host.as_ref(), facts, opts, &nonce)?;
+    let (dom, staging) = prepare(t, kind, host, facts, opts, &nonce, progress).await?;
     let expected =
         AgentParams::for_topology(t, nonce.clone(), vec![], opts.mode, 1)?.expected_files();
     let xml = dom.to_xml()?;
@@ -378,7 +525,7 @@ async fn attempt(
     };
     let gate: Option<session::GateKeeper<'_>> = run_folder.as_ref().map(|_| &keeper as _);
     let booted = session::boot_once(host.clone(), xml, &nonce, opts, progress, gate).await?;
-    Ok((booted, expected))
+    Ok((booted, expected, staging))
 }
 
 /// Boots one profile and judges what its guest shows.
@@ -395,6 +542,7 @@ pub async fn run_profile(
 ) -> Report {
     let start = Instant::now();
     let name = t.profile.name.clone();
+    let uri = host.uri().to_string();
     let report_progress = |p: Progress| progress(&name, p);
     let mut with_workloads = opts.clone();
     with_workloads.timeouts.workloads = std::time::Duration::from_secs(
@@ -405,22 +553,19 @@ pub async fn run_profile(
             .sum(),
     );
     let opts = &with_workloads;
+    let fail = |e: BootError| finish_error(&name, &uri, opts, start, e, progress);
     let h = host.clone();
     let facts = match tokio::task::spawn_blocking(move || h.facts()).await {
         Ok(Ok(f)) => f,
-        Ok(Err(e)) => return finish_error(&name, opts, start, BootError::Host(e), progress),
-        Err(e) => {
-            return finish_error(
-                &name,
-                opts,
-                start,
-                BootError::Internal(e.to_string()),
-                progress,
-            )
-        }
+        Ok(Err(e)) => return fail(BootError::Host(e)),
+        Err(e) => return fail(BootError::Internal(e.to_string())),
     };
+    let mut staged = Staging::default();
     let mut outcome = attempt(&host, t, kind, &facts, opts, &report_progress).await;
     let mut retried = 0;
+    if let Ok((_, _, s)) = &outcome {
+        staged = s.clone();
+    }
     while retried < opts.retries && outcome.as_ref().is_err_and(BootError::is_retryable) {
         retried += 1;
         // Keep the failed boot's console for the post-mortem.
@@ -434,10 +579,13 @@ pub async fn run_profile(
             });
         }
         outcome = attempt(&host, t, kind, &facts, opts, &report_progress).await;
+        if let Ok((_, _, s)) = &outcome {
+            staged = s.clone();
+        }
     }
     let (booted, expected) = match outcome {
-        Ok(b) => b,
-        Err(e) => return finish_error(&name, opts, start, e, progress),
+        Ok((b, e, _)) => (b, e),
+        Err(e) => return fail(e),
     };
     let session::Booted {
         captured,
@@ -455,10 +603,11 @@ pub async fn run_profile(
         Ok(c) => c,
         Err(e) => {
             let _ = teardown.finish().await;
-            return finish_error(&name, opts, start, e, progress);
+            return fail(e);
         }
     };
     let mut report = Report::from_checks(&name, checks, false);
+    report.host = Some(uri.clone());
     match workload::finish_run_folder(&opts.dir) {
         Ok(Some(artifacts)) => {
             if opts.kept {
@@ -479,6 +628,8 @@ pub async fn run_profile(
         .collect();
     report.timings = Some(Timings {
         prepare: times.create.duration_since(opts.since).as_secs_f64(),
+        stage: staged.secs,
+        uploaded: staged.uploaded,
         start: times.start,
         boot: times.boot,
         probe: times.probe,
@@ -505,6 +656,7 @@ pub async fn run_profile(
         let msg = format!("the checks ran, but the domain could not be destroyed: {e}");
         progress(&name, Progress::TeardownFailed { why: msg.clone() });
         report = Report::without_checks(&name, Verdict::Error, msg);
+        report.host = Some(uri.clone());
         report.seconds = Some(start.elapsed().as_secs_f64());
     }
     let _ = fs::write(opts.dir.join("report.json"), report.to_json());
@@ -513,12 +665,14 @@ pub async fn run_profile(
 
 fn finish_error(
     name: &str,
+    uri: &str,
     opts: &RunOptions,
     start: Instant,
     e: BootError,
     progress: &(dyn Fn(&str, Progress) + Sync),
 ) -> Report {
     let mut report = Report::without_checks(name, Verdict::Error, e.chain());
+    report.host = Some(uri.to_string());
     report.seconds = Some(start.elapsed().as_secs_f64());
     progress(
         name,

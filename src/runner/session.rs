@@ -184,7 +184,14 @@ pub(crate) async fn boot_once(
     let (reader, times) = match result {
         Ok(r) => r,
         Err(e) => {
-            guard.destroy().await?;
+            // Both matter: why the run ended, and that its domain may
+            // still run (the daemon died and did not come back in time).
+            if let Err(d) = guard.destroy().await {
+                return Err(BootError::Abandoned {
+                    cause: Box::new(e),
+                    destroy: d,
+                });
+            }
             return Err(e);
         }
     };

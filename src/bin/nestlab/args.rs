@@ -44,14 +44,7 @@ pub enum Command {
     /// Linux guest (`sh capture.sh DIR`), for `nestlab check --from DIR`.
     CaptureScript,
     /// Build (or find in the cache) the probe appliance: kernel + initramfs.
-    Appliance {
-        #[command(flatten)]
-        kernel: KernelArgs,
-        /// Then remove the cached appliances this one does not use and no
-        /// run used in the last hour (other nestlab versions and kernels).
-        #[arg(long)]
-        prune: bool,
-    },
+    Appliance(ApplianceArgs),
     /// Boot each profile's virtual host through libvirt and verify what its
     /// guest shows. Exit 0: all passed; 1: a check failed; 2: invalid input;
     /// 3: infrastructure (libvirt unreachable, boot failed, timeout).
@@ -67,14 +60,57 @@ pub enum Command {
     /// Destroy virtual hosts nestlab started (only domains carrying
     /// nestlab's metadata are ever touched).
     Down(DownArgs),
-    /// What this host can run, and what to do about what it cannot.
+    /// What a host can run, and what to do about what it cannot.
     Doctor {
-        /// libvirt URI (default: qemu:///system as root, else qemu:///session).
-        #[arg(long, short = 'c', env = "NESTLAB_CONNECT")]
-        connect: Option<String>,
+        #[command(flatten)]
+        hosts: HostArgs,
         #[command(flatten)]
         kernel: KernelArgs,
     },
+}
+
+/// Which libvirt hosts, and the pool boot files go to on remote ones.
+#[derive(clap::Args, Clone)]
+pub struct HostArgs {
+    /// libvirt URI of a host (qemu:///system, qemu+ssh://user@host/system,
+    /// qemu+tls://host/system, ...); give it several times for a pool.
+    /// Default: $NESTLAB_CONNECT (one URI, or several separated by spaces or
+    /// commas), else qemu:///system as root and qemu:///session otherwise.
+    #[arg(long = "connect", short = 'c', value_name = "URI", value_parser = parse_uri)]
+    pub connect: Vec<String>,
+    /// The storage pool remote hosts keep the boot files in (a local
+    /// connection reads this machine's cache). The default pool is created
+    /// when missing, as a dir pool at /var/lib/libvirt/images/nestlab;
+    /// another must exist.
+    #[arg(long, env = "NESTLAB_POOL", value_name = "NAME", default_value = nestlab::host::DEFAULT_POOL, value_parser = parse_pool)]
+    pub pool: String,
+}
+
+fn parse_uri(s: &str) -> Result<String, String> {
+    nestlab::host::check_uri(s).map(|_| s.to_string())
+}
+
+fn parse_pool(s: &str) -> Result<String, String> {
+    nestlab::host::check_pool_name(s).map(|_| s.to_string())
+}
+
+#[derive(clap::Args)]
+pub struct ApplianceArgs {
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Then remove the cached appliances this one does not use and no
+    /// run used in the last hour (other nestlab versions and kernels);
+    /// with --connect, also the volumes of the hosts' pools that it does
+    /// not use and no domain there boots from.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: hosts whose pool to prune too (give it several times;
+    /// $NESTLAB_CONNECT is not read here).
+    #[arg(long = "connect", short = 'c', value_name = "URI", value_parser = parse_uri, requires = "prune")]
+    pub connect: Vec<String>,
+    /// The storage pool on those hosts.
+    #[arg(long, env = "NESTLAB_POOL", value_name = "NAME", default_value = nestlab::host::DEFAULT_POOL, value_parser = parse_pool)]
+    pub pool: String,
 }
 
 #[derive(clap::Args)]
@@ -125,9 +161,15 @@ pub struct RunCmd {
     /// Write JUnit XML (one testcase per check, a suite per profile).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Profiles to boot at once.
-    #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub jobs: u32,
+    /// Profiles to boot at once, on all hosts together (default: 1 on one
+    /// host; on a pool, as many as its hosts take).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: Option<u32>,
+    /// Profiles one host boots at once (default: --jobs on one host; on a
+    /// pool, as many as the host has CPUs); a host also takes only as many
+    /// as its memory holds.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs_per_host: Option<u32>,
     /// List passing and skipped checks too.
     #[arg(short, long)]
     pub verbose: bool,
@@ -165,9 +207,8 @@ pub struct DownArgs {
     /// Only list nestlab's domains.
     #[arg(long, conflicts_with_all = ["name", "all"])]
     pub list: bool,
-    /// libvirt URI (default: qemu:///system as root, else qemu:///session).
-    #[arg(long, short = 'c', env = "NESTLAB_CONNECT")]
-    pub connect: Option<String>,
+    #[command(flatten)]
+    pub hosts: HostArgs,
 }
 
 /// Where the guest kernel comes from.
@@ -185,9 +226,8 @@ pub struct KernelArgs {
 /// Options shared by `run` and `up`.
 #[derive(clap::Args, Clone)]
 pub struct RunArgs {
-    /// libvirt URI (default: qemu:///system as root, else qemu:///session).
-    #[arg(long, short = 'c', env = "NESTLAB_CONNECT")]
-    pub connect: Option<String>,
+    #[command(flatten)]
+    pub hosts: HostArgs,
     /// auto (KVM when the host offers it and its CPU has vmx/svm, else TCG), kvm or tcg.
     #[arg(long, default_value = "auto")]
     pub accel: AccelChoice,

@@ -2,17 +2,22 @@
 //! connecting to libvirt, the tokio runtime and signals.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use nestlab::front::load_profile_arg;
 use nestlab::front::wire::{CommandFile, ProfileFile, WorkloadFile};
 use nestlab::guest::appliance::{Appliance, ApplianceSpec};
-use nestlab::host::{Host, Libvirt};
+use nestlab::host::{check_uris, parse_uri_list, ArtifactStore, Host, Libvirt};
 use nestlab::model::Command;
 use nestlab::model::{Accel, Topology};
 use nestlab::resolve;
 
-use crate::args::{KernelArgs, RunArgs};
+use crate::args::{HostArgs, KernelArgs, RunArgs};
 use crate::exit;
+
+/// How long connecting to a host (and reading its capabilities) may take:
+/// a daemon that hangs accepts the connection and never answers.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Prints an error with its whole source chain, once.
 pub fn print_error(err: &dyn std::error::Error) {
@@ -128,15 +133,59 @@ pub fn default_uri() -> String {
     }
 }
 
+/// The hosts the arguments name: every `--connect`, else
+/// `$NESTLAB_CONNECT` (a list), else the default URI. Prints what is wrong
+/// and returns [`exit::INVALID`] for a malformed list or a URI given twice.
+pub fn uris(hosts: &HostArgs) -> Result<Vec<String>, u8> {
+    if !hosts.connect.is_empty() {
+        return check_uris(&hosts.connect)
+            .map(|_| hosts.connect.clone())
+            .map_err(|e| {
+                eprintln!("error: --connect: {e}");
+                exit::INVALID
+            });
+    }
+    match std::env::var("NESTLAB_CONNECT") {
+        Ok(v) if !v.trim().is_empty() => parse_uri_list(&v).map_err(|e| {
+            eprintln!("error: $NESTLAB_CONNECT: {e}");
+            exit::INVALID
+        }),
+        _ => Ok(vec![default_uri()]),
+    }
+}
+
+/// Connects to one host, giving up after [`CONNECT_TIMEOUT`]; boot files
+/// go to `pool` when it is remote.
+///
+/// # Errors
+/// What libvirt said.
+pub fn open(uri: &str, pool: &str) -> Result<Arc<dyn Host>, nestlab::host::HostError> {
+    Libvirt::connect_within(
+        uri,
+        ArtifactStore::for_uri(uri, Some(pool)),
+        CONNECT_TIMEOUT,
+    )
+    .map(|l| Arc::new(l) as Arc<dyn Host>)
+}
+
+/// The hint printed under a connection error.
+pub fn connect_hint(uri: &str) {
+    if nestlab::host::is_local_uri(uri) {
+        eprintln!(
+            "hint: is libvirtd running? (./dev setup starts it; `nestlab doctor` checks the host)"
+        );
+    } else {
+        eprintln!("hint: is libvirtd there reachable, and may this user talk to it? (`nestlab doctor --connect {uri}` checks the host; README: \"Hosts for a pool\")");
+    }
+}
+
 /// Connects to libvirt at `uri`; prints what went wrong.
-pub fn connect(uri: &str) -> Result<Arc<dyn Host>, u8> {
-    Libvirt::connect(uri)
-        .map(|l| Arc::new(l) as Arc<dyn Host>)
-        .map_err(|e| {
-            print_error(&e);
-            eprintln!("hint: is libvirtd running? (./dev setup starts it; `nestlab doctor` checks the host)");
-            exit::INFRA
-        })
+pub fn connect(uri: &str, pool: &str) -> Result<Arc<dyn Host>, u8> {
+    open(uri, pool).map_err(|e| {
+        print_error(&e);
+        connect_hint(uri);
+        exit::INFRA
+    })
 }
 
 /// Builds or finds the probe appliance; prints the error and returns
@@ -161,12 +210,34 @@ pub struct Prepared {
     pub host: Arc<dyn Host>,
 }
 
-/// Connects to libvirt, asks it for the host's facts, decides the
-/// accelerator from them, and builds the appliance; prints what went wrong
-/// and returns its exit code.
+/// The appliance the arguments ask for (`--initrd` replacing its
+/// initramfs); prints what went wrong and returns its exit code.
+pub fn run_appliance(args: &RunArgs) -> Result<Appliance, u8> {
+    let mut appliance = build_appliance(&args.kernel)?;
+    if let Some(initrd) = &args.initrd {
+        if let Err(e) = std::fs::File::open(initrd) {
+            eprintln!("error: --initrd {}: {e}", initrd.display());
+            return Err(exit::INFRA);
+        }
+        appliance.initrd = initrd.clone();
+    }
+    Ok(appliance)
+}
+
+/// Connects to the one host `up` boots on, asks it for the host's facts,
+/// decides the accelerator from them, and builds the appliance; prints what
+/// went wrong and returns its exit code.
 pub fn prepare(args: &RunArgs) -> Result<Prepared, u8> {
-    let uri = args.connect.clone().unwrap_or_else(default_uri);
-    let host = connect(&uri)?;
+    let uris = uris(&args.hosts)?;
+    let [uri] = uris.as_slice() else {
+        eprintln!(
+            "error: --connect: `up` starts one virtual host, on one host; {} were given",
+            uris.len()
+        );
+        return Err(exit::INVALID);
+    };
+    let uri = uri.clone();
+    let host = connect(&uri, &args.hosts.pool)?;
     let facts = host.facts().map_err(|e| {
         print_error(&e);
         exit::INFRA
@@ -176,14 +247,7 @@ pub fn prepare(args: &RunArgs) -> Result<Prepared, u8> {
         "nestlab: accelerator {accel} ({why}); libvirt {} at {uri}, QEMU {}",
         facts.libvirt, facts.qemu
     );
-    let mut appliance = build_appliance(&args.kernel)?;
-    if let Some(initrd) = &args.initrd {
-        if let Err(e) = std::fs::File::open(initrd) {
-            eprintln!("error: --initrd {}: {e}", initrd.display());
-            return Err(exit::INFRA);
-        }
-        appliance.initrd = initrd.clone();
-    }
+    let appliance = run_appliance(args)?;
     Ok(Prepared {
         accel,
         uri,

@@ -4,11 +4,12 @@
 //! guest kernel, which the appliance is built from, and the /dev/kvm
 //! permissions of a local daemon are looked at on this machine.
 
-use nestlab::host::{is_local_uri, QEMU_DEVICES};
+use nestlab::host::{is_local_uri, Host, StoreStatus, QEMU_DEVICES};
 use nestlab::model::{Accel, AccelChoice};
+use nestlab::report::mib;
 
-use crate::args::KernelArgs;
-use crate::common::{connect, default_uri};
+use crate::args::{HostArgs, KernelArgs};
+use crate::common::{open, uris};
 use crate::exit;
 
 struct Line {
@@ -37,14 +38,22 @@ fn need(dev: &str) -> &'static str {
     }
 }
 
-fn host_lines(uri: &str, lines: &mut Vec<Line>) {
-    let host = match connect(uri) {
+fn host_lines(uri: &str, pool: &str, lines: &mut Vec<Line>) {
+    let host = match open(uri, pool) {
         Ok(h) => h,
-        Err(_) => {
+        Err(e) if is_local_uri(uri) => {
             lines.push(line(
                 false,
-                format!("libvirt not reachable at {uri}"),
+                format!("libvirt not reachable at {uri}: {e}"),
                 Some("start it: ./dev libvirtd (under tini -s, which reaps QEMU at once), or virtlogd -d; libvirtd -d".into()),
+            ));
+            return;
+        }
+        Err(e) => {
+            lines.push(line(
+                false,
+                format!("libvirt not reachable at {uri}: {e}"),
+                Some("on that host: libvirtd running with remote access (ssh: a key this user's ssh uses without a prompt, and the remote user in group libvirt; tls: certificates; see the README's \"Hosts for a pool\")".into()),
             ));
             return;
         }
@@ -93,11 +102,24 @@ fn host_lines(uri: &str, lines: &mut Vec<Line>) {
     let (accel, why) = facts.choose_accel(AccelChoice::Auto);
     lines.push(line(true, format!("accelerator: {accel} ({why})"), None));
     match accel {
-        Accel::Tcg => lines.push(line(
-            true,
-            "TCG: the virtual host's CPU is QEMU's max model, which offers svm, so it gets a working /dev/kvm (kvm_amd)",
-            None,
-        )),
+        Accel::Tcg => {
+            lines.push(line(
+                true,
+                "TCG: the virtual host's CPU is QEMU's max model, which offers svm, so it gets a working /dev/kvm (kvm_amd)",
+                None,
+            ));
+            lines.push(line(
+                true,
+                match facts.tsc_hz() {
+                    Some(hz) => format!(
+                        "TSC {} MHz: the appliance boots with lpj= (no delay-loop calibration per vCPU)",
+                        hz / 1_000_000
+                    ),
+                    None => "no TSC frequency in its capabilities (libvirt reads it through /dev/kvm): lpj= is left out, each vCPU calibrates its delay loop (a slower boot)".to_string(),
+                },
+                None,
+            ));
+        }
         Accel::Kvm => {
             let module = match facts.caps.virt_flag() {
                 Some("vmx") => "kvm_intel",
@@ -114,7 +136,9 @@ fn host_lines(uri: &str, lines: &mut Vec<Line>) {
                             if on { "offers" } else { "lacks" }
                         ),
                         (!on).then(|| {
-                            format!("on that host: modprobe -r {module} && modprobe {module} nested=1")
+                            format!(
+                                "on that host: modprobe -r {module} && modprobe {module} nested=1"
+                            )
                         }),
                     ));
                 }
@@ -124,6 +148,58 @@ fn host_lines(uri: &str, lines: &mut Vec<Line>) {
     }
     if is_local_uri(uri) {
         kvm_permissions(lines);
+    }
+    store_lines(host.as_ref(), uri, lines);
+}
+
+/// Where the host keeps the boot files (remote hosts: a storage pool).
+fn store_lines(host: &dyn Host, uri: &str, lines: &mut Vec<Line>) {
+    match host.store_status() {
+        Ok(StoreStatus::Local) => lines.push(line(
+            true,
+            "boot files: read from this machine's cache (a local connection: no pool, no upload)",
+            None,
+        )),
+        Ok(StoreStatus::Pool {
+            name,
+            kind,
+            path,
+            active,
+            volumes,
+            bytes,
+        }) => lines.push(line(
+            true,
+            format!(
+                "storage pool {name}: {kind} at {path}, {}; {volumes} nestlab volume(s), {:.0} MiB (`nestlab appliance --prune --connect {uri}` removes the unused)",
+                if active { "active" } else { "inactive (nestlab starts it)" },
+                mib(bytes)
+            ),
+            None,
+        )),
+        Ok(StoreStatus::Missing {
+            name,
+            will_create: Some(path),
+        }) => lines.push(line(
+            true,
+            format!("storage pool {name}: not there yet; the first run creates it (a dir pool at {path})"),
+            None,
+        )),
+        Ok(StoreStatus::Missing {
+            name,
+            will_create: None,
+        }) => lines.push(line(
+            false,
+            format!("storage pool {name} does not exist on {uri}"),
+            Some(format!(
+                "virsh -c {uri} pool-define-as {name} dir --target DIR && virsh -c {uri} pool-build {name} && virsh -c {uri} pool-start {name} (or leave out --pool)"
+            )),
+        )),
+        Ok(StoreStatus::Unusable { name, why }) => lines.push(line(
+            false,
+            format!("storage pool {name}: cannot be used"),
+            Some(why),
+        )),
+        Err(e) => lines.push(line(false, format!("storage pool: {e}"), None)),
     }
 }
 
@@ -152,10 +228,18 @@ fn kvm_permissions(lines: &mut Vec<Line>) {
     }
 }
 
-pub fn main(connect_uri: Option<String>, kernel: &KernelArgs) -> u8 {
-    let uri = connect_uri.unwrap_or_else(default_uri);
+pub fn main(hosts: &HostArgs, kernel: &KernelArgs) -> u8 {
+    let uris = match uris(hosts) {
+        Ok(u) => u,
+        Err(c) => return c,
+    };
     let mut lines = Vec::new();
-    host_lines(&uri, &mut lines);
+    for uri in &uris {
+        if uris.len() > 1 {
+            lines.push(line(true, format!("== {uri}"), None));
+        }
+        host_lines(uri, &hosts.pool, &mut lines);
+    }
     let spec = nestlab::guest::appliance::ApplianceSpec {
         kernel: kernel.kernel.clone(),
         modules_dir: kernel.modules.clone(),

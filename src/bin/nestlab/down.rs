@@ -1,12 +1,31 @@
 //! `nestlab down`: remove virtual hosts nestlab started, and only those.
 
 use crate::args::DownArgs;
-use crate::common::{connect, default_uri, print_error};
+use crate::common::{connect, print_error, uris};
 use crate::exit;
 
 pub fn main(a: DownArgs) -> u8 {
-    let uri = a.connect.unwrap_or_else(default_uri);
-    let host = match connect(&uri) {
+    let uris = match uris(&a.hosts) {
+        Ok(u) => u,
+        Err(c) => return c,
+    };
+    // With several hosts, a NAME is looked for on each; --all and --list
+    // cover them all. The worst exit code wins.
+    let mut code = exit::OK;
+    let mut found = false;
+    for uri in &uris {
+        let c = on_host(&a, uri, uris.len() > 1, &mut found);
+        code = code.max(c);
+    }
+    if let (Some(n), false, true) = (&a.name, found, uris.len() > 1) {
+        eprintln!("error: no domain named {n} on any of {}", uris.join(", "));
+        return exit::INVALID.max(code);
+    }
+    code
+}
+
+fn on_host(a: &DownArgs, uri: &str, several: bool, found: &mut bool) -> u8 {
+    let host = match connect(uri, &a.hosts.pool) {
         Ok(h) => h,
         Err(c) => return c,
     };
@@ -22,11 +41,12 @@ pub fn main(a: DownArgs) -> u8 {
             eprintln!("no nestlab domains on {uri}");
         }
         for d in &owned {
-            println!(
-                "{}\t{}",
-                d.name,
-                if d.active { "running" } else { "defined" }
-            );
+            let state = if d.active { "running" } else { "defined" };
+            if several {
+                println!("{}\t{state}\t{uri}", d.name);
+            } else {
+                println!("{}\t{state}", d.name);
+            }
         }
         if !a.list {
             eprintln!("give a NAME or --all to remove");
@@ -34,13 +54,26 @@ pub fn main(a: DownArgs) -> u8 {
         }
         return exit::OK;
     }
-    let targets: Vec<String> = match a.name {
-        Some(n) => vec![n],
+    let targets: Vec<String> = match &a.name {
+        // On a pool, only the host that has it.
+        Some(n) if several && !owned.iter().any(|d| &d.name == n) => {
+            return match host.remove_owned(n) {
+                Ok(false) => {
+                    *found = true;
+                    eprintln!("error: {n} on {uri} is not a nestlab domain (no nestlab metadata): left alone");
+                    exit::INVALID
+                }
+                _ => exit::OK,
+            };
+        }
+        Some(n) => vec![n.clone()],
         None => owned.iter().map(|d| d.name.clone()).collect(),
     };
+    *found = true;
     let mut code = exit::OK;
     for n in targets {
         match host.remove_owned(&n) {
+            Ok(true) if several => eprintln!("removed {n} from {uri}"),
             Ok(true) => eprintln!("removed {n}"),
             Ok(false) => {
                 eprintln!("error: {n} is not a nestlab domain (no nestlab metadata): left alone");

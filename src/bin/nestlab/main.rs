@@ -33,11 +33,11 @@ fn main() -> ExitCode {
             print!("{}", nestlab::guest::agent::capture_script());
             exit::OK
         }
-        Command::Appliance { kernel, prune } => appliance::main(&kernel, prune),
+        Command::Appliance(a) => appliance::main(&a),
         Command::Run(a) => run::main(a),
         Command::Up { profile, run } => up::main(&profile, &run),
         Command::Down(a) => down::main(a),
-        Command::Doctor { connect, kernel } => doctor::main(connect, &kernel),
+        Command::Doctor { hosts, kernel } => doctor::main(&hosts, &kernel),
     };
     ExitCode::from(code)
 }

@@ -1,5 +1,6 @@
-//! `nestlab run`: the terminal side of [`nestlab::runner::many::run_all`]:
-//! run directories, progress on stderr, the reports, the exit code.
+//! `nestlab run`: the terminal side of [`nestlab::runner::many::run_pool`]:
+//! the hosts, run directories, progress on stderr, the reports, the exit
+//! code.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -7,13 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nestlab::guest::agent::Mode;
-use nestlab::report::{junit, overall, Overall, Report};
-use nestlab::runner::many::{run_all, Job};
+use nestlab::host::Transfer;
+use nestlab::model::Accel;
+use nestlab::report::{junit, mib, overall, Overall, Report};
+use nestlab::runner::many::{run_pool, HostEvent, Job, PoolHost, PoolOptions};
 use nestlab::runner::{Progress, RunOptions, Timeouts};
 
 use crate::args::{RunArgs, RunCmd};
 use crate::common::{
-    load_run_topology, prepare, print_error, runtime, signalled, CliWork, Prepared,
+    connect_hint, load_run_topology, open, print_error, run_appliance, runtime, signalled, uris,
+    CliWork,
 };
 use crate::exit;
 
@@ -66,6 +70,13 @@ pub fn progress_printer(
             }
             Progress::Captured { file } if tty => format!("{profile}: captured {file}"),
             Progress::Captured { .. } => return,
+            Progress::Uploading { file, done, total } if tty => format!(
+                "{profile}: uploading {file}: {:.1} of {:.1} MiB",
+                mib(done),
+                mib(total)
+            ),
+            Progress::Uploading { .. } => return,
+            Progress::Staged { store, files, secs } => staged_line(profile, &store, &files, secs),
             Progress::Retrying { why } => format!("{profile}: {why}; booting once more"),
             Progress::ShellReady { domain } => {
                 format!("{profile}: shell ready on the console of {domain}")
@@ -80,6 +91,82 @@ pub fn progress_printer(
             Progress::TeardownFailed { why } => format!("error: {profile}: {why}"),
         };
         eprintln!("{line}");
+    }
+}
+
+/// What staging the boot files on a remote host took, in a line:
+/// `minimal: uploaded vmlinux (8.9 MiB in 0.21 s, 42.4 MiB/s), initrd.img
+/// (...) to pool nestlab on URI` or `...: boot files already in pool ...`.
+fn staged_line(profile: &str, store: &str, files: &[(String, Transfer)], secs: f64) -> String {
+    let mut parts = Vec::new();
+    let mut there = Vec::new();
+    for (f, t) in files {
+        match t {
+            Transfer::Uploaded { bytes, secs } => parts.push(format!(
+                "{f} ({:.1} MiB in {secs:.2} s, {:.1} MiB/s)",
+                mib(*bytes),
+                mib(*bytes) / secs.max(0.001)
+            )),
+            Transfer::Waited { secs } => {
+                parts.push(format!("{f} (another run's upload, waited {secs:.2} s)"))
+            }
+            Transfer::Present | Transfer::Local => there.push(f.as_str()),
+        }
+    }
+    if parts.is_empty() {
+        return format!(
+            "{profile}: boot files already in {store} ({}): nothing uploaded ({secs:.2} s)",
+            there.join(", ")
+        );
+    }
+    let mut line = format!("{profile}: uploaded {} to {store}", parts.join(", "));
+    if !there.is_empty() {
+        line.push_str(&format!("; already there: {}", there.join(", ")));
+    }
+    line
+}
+
+/// Prints what happens to the hosts on stderr.
+fn host_printer(pool: bool) -> impl Fn(&str, HostEvent) + Send + Sync {
+    move |uri: &str, e: HostEvent| match e {
+        HostEvent::Ready {
+            accel,
+            why,
+            slots,
+            facts,
+        } => {
+            let tsc = match (accel, facts.tsc_hz()) {
+                (Accel::Tcg, None) => {
+                    "; no TSC frequency in its capabilities: lpj= left out".to_string()
+                }
+                _ => String::new(),
+            };
+            if pool {
+                eprintln!(
+                    "nestlab: {uri}: accelerator {accel} ({why}); libvirt {}, QEMU {}, {} CPUs, {} MiB: up to {slots} run(s) at once{tsc}",
+                    facts.libvirt,
+                    facts.qemu,
+                    facts.cpus(),
+                    facts.memory_mib()
+                );
+            } else {
+                eprintln!(
+                    "nestlab: accelerator {accel} ({why}); libvirt {} at {uri}, QEMU {}{tsc}",
+                    facts.libvirt, facts.qemu
+                );
+            }
+        }
+        HostEvent::Unreachable { error } => {
+            if pool {
+                eprintln!("nestlab: {uri}: unreachable, left out of the pool: {error}");
+            } else {
+                eprintln!("error: {error}");
+            }
+            connect_hint(uri);
+        }
+        HostEvent::Lost { error } => {
+            eprintln!("nestlab: {uri}: lost during a run ({error}); it takes no more runs");
+        }
     }
 }
 
@@ -104,6 +191,10 @@ fn run_dirs(base: &std::path::Path, names: &[String]) -> Result<Vec<PathBuf>, u8
 
 pub fn main(cmd: RunCmd) -> u8 {
     let since = std::time::Instant::now();
+    let uris = match uris(&cmd.run.hosts) {
+        Ok(u) => u,
+        Err(c) => return c,
+    };
     let profiles = if cmd.profiles.is_empty() {
         vec!["reference".to_string()]
     } else {
@@ -127,15 +218,21 @@ pub fn main(cmd: RunCmd) -> u8 {
         return exit::INVALID;
     }
     let topologies: Vec<_> = loaded.into_iter().flatten().collect();
-    let Prepared {
-        accel,
-        appliance,
-        host,
-        ..
-    } = match prepare(&cmd.run) {
-        Ok(h) => h,
+    let appliance = match run_appliance(&cmd.run) {
+        Ok(a) => a,
         Err(c) => return c,
     };
+    let pool = cmd.run.hosts.pool.clone();
+    let hosts: Vec<PoolHost> = uris
+        .iter()
+        .map(|u| {
+            let (uri, pool) = (u.clone(), pool.clone());
+            PoolHost {
+                uri: u.clone(),
+                connect: Box::new(move || open(&uri, &pool)),
+            }
+        })
+        .collect();
     // The run's files: --out DIR, or a private temporary directory removed at the end.
     let tmp;
     let base = match &cmd.out {
@@ -166,7 +263,8 @@ pub fn main(cmd: RunCmd) -> u8 {
         Err(c) => return c,
     };
     let template = RunOptions {
-        accel,
+        // Each host's own, decided from its facts.
+        accel: Accel::Tcg,
         timeouts: timeouts(&cmd.run),
         dir: base.clone(),
         mode: Mode::Probe,
@@ -181,19 +279,37 @@ pub fn main(cmd: RunCmd) -> u8 {
         prefix: profiles.len() > 1,
     };
     let printer = Arc::new(progress_printer(tty, Some(cmd.verbose), output));
+    // One host: --jobs is what it runs at once (default 1). A pool: each
+    // host as many as it has CPUs unless --jobs-per-host, and --jobs (if
+    // given) over all of them.
+    let single = uris.len() == 1;
+    let at_once = match cmd.jobs {
+        Some(n) => n as usize,
+        None if single => 1,
+        None => usize::MAX,
+    };
+    let opts = PoolOptions {
+        accel: cmd.run.accel,
+        jobs: at_once,
+        jobs_per_host: cmd
+            .jobs_per_host
+            .map(|n| n as usize)
+            .or(single.then_some(at_once)),
+    };
     let result = rt.block_on(async {
         let interrupted = async {
             let code = signalled().await;
-            eprintln!("nestlab: interrupted; destroying the domains in flight");
+            eprintln!("nestlab: interrupted; destroying the domains in flight on every host");
             code
         };
-        run_all(
-            host,
+        run_pool(
+            hosts,
             Arc::new(appliance),
             jobs,
             template,
-            cmd.jobs as usize,
+            opts,
             printer,
+            Arc::new(host_printer(uris.len() > 1)),
             interrupted,
         )
         .await
