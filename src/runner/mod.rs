@@ -269,6 +269,14 @@ pub fn missing_devices(t: &Topology, facts: &HostFacts) -> Vec<String> {
             missing.push(line);
         }
     }
+    // Shared folders are folders of this machine: only a libvirt here can
+    // hand them to QEMU.
+    if !t.shares.is_empty() && !crate::host::is_local_uri(&facts.uri) {
+        missing.push(
+            "the workloads' shared folders (they are this machine's: run them on a local libvirt URI)"
+                .to_string(),
+        );
+    }
     missing
 }
 

@@ -218,6 +218,15 @@ pub fn main(cmd: RunCmd) -> u8 {
         return exit::INVALID;
     }
     let topologies: Vec<_> = loaded.into_iter().flatten().collect();
+    if topologies.iter().any(|t| !t.shares.is_empty())
+        && !uris.iter().any(|u| nestlab::host::is_local_uri(u))
+    {
+        eprintln!(
+            "error: --connect {}: workloads share folders of this machine, which a remote libvirt host cannot see; run them on qemu:///system or qemu:///session",
+            uris.join(", ")
+        );
+        return exit::INVALID;
+    }
     let appliance = match run_appliance(&cmd.run) {
         Ok(a) => a,
         Err(c) => return c,
