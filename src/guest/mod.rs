@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod appliance;
+pub mod debian;
 pub mod protocol;
 
 use crate::host::{Artifact, HostFacts};
@@ -69,6 +70,43 @@ pub trait GuestKind: Send + Sync {
         accel: Accel,
         params: &AgentParams,
     ) -> Result<BootFiles, GuestError>;
+}
+
+/// The guest kinds of a run, chosen per profile (`[guest] kind`,
+/// `--guest`): the appliance always, the Debian guest when a profile asks
+/// for it (its image is built only then).
+pub struct GuestKinds {
+    /// The busybox appliance.
+    pub appliance: appliance::Appliance,
+    /// The Debian guest, when some profile of the run needs it.
+    pub debian: Option<debian::DebianGuest>,
+}
+
+impl GuestKind for GuestKinds {
+    fn name(&self) -> &'static str {
+        "by profile"
+    }
+
+    fn boot_files(
+        &self,
+        t: &Topology,
+        facts: &HostFacts,
+        accel: Accel,
+        params: &AgentParams,
+    ) -> Result<BootFiles, GuestError> {
+        match t.profile.guest {
+            crate::model::GuestKindId::Appliance => {
+                self.appliance.boot_files(t, facts, accel, params)
+            }
+            crate::model::GuestKindId::Debian => match &self.debian {
+                Some(d) => d.boot_files(t, facts, accel, params),
+                None => Err(GuestError::Unavailable {
+                    kind: "debian",
+                    why: "the Debian image was not prepared for this run".into(),
+                }),
+            },
+        }
+    }
 }
 
 /// Extra kernel arguments for a guest under TCG: `lpj=` (loops per jiffy)

@@ -8,6 +8,15 @@
 //! boot failed: no /dev/kvm in the virtual host
 //! ```
 //!
+//! Through libvirt (a guest with libvirt inside), each device's driver is
+//! also recorded before the assignment and after the nested domain is gone
+//! (libvirt's `managed='yes'` gives it back):
+//!
+//! ```text
+//! before nic8 0000:df:00.0 driver=e1000e
+//! released nic8 0000:df:00.0 driver=e1000e
+//! ```
+//!
 //! The nested guest's own `lspci -nn` is `nested-lspci.txt`, read by
 //! [`super::lspci`].
 
@@ -40,6 +49,12 @@ pub struct NestedFacts {
     /// `Ok(())` when the nested guest booted, `Err(reason)` when not,
     /// `None` when the file says nothing about it.
     pub boot: Option<Result<(), String>>,
+    /// Each device's driver before the assignment (libvirt's step).
+    #[serde(default)]
+    pub before: Vec<(String, Option<String>)>,
+    /// Each device's driver after the nested domain was destroyed.
+    #[serde(default)]
+    pub released: Vec<(String, Option<String>)>,
 }
 
 /// Parses `nested.txt`.
@@ -66,8 +81,31 @@ pub fn parse(input: &str) -> Result<NestedFacts, ParseError> {
             });
             continue;
         }
+        let driver_line = t
+            .strip_prefix("before ")
+            .map(|r| (true, r))
+            .or_else(|| t.strip_prefix("released ").map(|r| (false, r)));
+        if let Some((before, rest)) = driver_line {
+            let mut w = rest.split_whitespace();
+            let id = w.next().ok_or_else(|| fail("no device id"))?.to_string();
+            w.next()
+                .and_then(|b| b.parse::<Bdf>().ok())
+                .ok_or_else(|| fail("no PCI address"))?;
+            let driver = match w.next().and_then(|d| d.strip_prefix("driver=")) {
+                Some(d) => (!d.is_empty() && d != "none").then(|| d.to_string()),
+                None => return Err(fail("no driver=")),
+            };
+            if before {
+                facts.before.push((id, driver));
+            } else {
+                facts.released.push((id, driver));
+            }
+            continue;
+        }
         let Some(rest) = t.strip_prefix("device ") else {
-            return Err(fail("expected a 'device' or 'boot' line"));
+            return Err(fail(
+                "expected a 'device', 'before', 'released' or 'boot' line",
+            ));
         };
         let mut words = rest.split_whitespace();
         let id = words
@@ -103,6 +141,17 @@ pub fn parse(input: &str) -> Result<NestedFacts, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libvirt_lines() {
+        let f = parse("before nic8 0000:df:00.0 driver=e1000e\ndevice nic8 0000:df:00.0 driver=vfio-pci group=12 vfio_dev=yes\nreleased nic8 0000:df:00.0 driver=\nboot ok\n").unwrap();
+        assert_eq!(
+            f.before,
+            vec![("nic8".to_string(), Some("e1000e".to_string()))]
+        );
+        assert_eq!(f.released, vec![("nic8".to_string(), None)]);
+        assert!(parse("released nic8 0000:df:00.0\n").is_err());
+    }
 
     #[test]
     fn lines() {

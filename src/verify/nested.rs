@@ -50,7 +50,11 @@ pub(super) fn check(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
     }
     let booted = match &o.nested {
         None => {
-            out.push(Check::skip("nested.boot", "the nested guest boots", why));
+            out.push(Check::skip(
+                "nested.boot",
+                "the nested guest boots",
+                why.clone(),
+            ));
             None
         }
         Some(n) => {
@@ -108,5 +112,44 @@ pub(super) fn check(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
                 format!("the nested guest does not see {}", a.id)
             },
         ));
+    }
+    // Through libvirt: each device back on its own driver once the nested
+    // domain is gone (managed='yes').
+    if e.libvirt {
+        for a in &e.nested {
+            let id = format!("nested.dev.{}.released", a.id);
+            let want = format!("{} back on its own driver after the nested guest", a.id);
+            let Some(n) = &o.nested else {
+                out.push(Check::skip(id, want, why.clone()));
+                continue;
+            };
+            let before = n
+                .before
+                .iter()
+                .find(|(d, _)| d == &a.id)
+                .map(|(_, v)| v.clone());
+            let after = n
+                .released
+                .iter()
+                .find(|(d, _)| d == &a.id)
+                .map(|(_, v)| v.clone());
+            let ok = matches!((&before, &after), (Some(b), Some(r)) if b == r && r.as_deref() != Some("vfio-pci"));
+            let name = |d: &Option<Option<String>>| match d {
+                None => "not recorded".to_string(),
+                Some(None) => "no driver".to_string(),
+                Some(Some(d)) => d.clone(),
+            };
+            out.push(Check::judge(
+                id,
+                ok,
+                want,
+                format!("before: {}, after: {}", name(&before), name(&after)),
+                if ok {
+                    format!("libvirt gave {} back to its driver", a.id)
+                } else {
+                    format!("{} was not given back to its own driver", a.id)
+                },
+            ));
+        }
     }
 }

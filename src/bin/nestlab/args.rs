@@ -45,6 +45,18 @@ pub enum Command {
     CaptureScript,
     /// Build (or find in the cache) the probe appliance: kernel + initramfs.
     Appliance(ApplianceArgs),
+    /// Build (or find in the cache) the Debian image of the `debian` guest
+    /// kind: a Debian system with libvirt and QEMU, for the appliance's
+    /// kernel. Minutes the first time (mmdebstrap); cached by a hash of
+    /// what goes in.
+    Image {
+        #[command(flatten)]
+        kernel: KernelArgs,
+        /// Then remove the cached images this one is not and no run used
+        /// in the last hour.
+        #[arg(long)]
+        prune: bool,
+    },
     /// Boot each profile's virtual host through libvirt and verify what its
     /// guest shows. Exit 0: all passed; 1: a check failed; 2: invalid input;
     /// 3: infrastructure (libvirt unreachable, boot failed, timeout).

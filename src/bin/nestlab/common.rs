@@ -224,6 +224,47 @@ pub fn run_appliance(args: &RunArgs) -> Result<Appliance, u8> {
     Ok(appliance)
 }
 
+/// The guest kinds the topologies need: the appliance, and the Debian
+/// image (built now, minutes the first time, with its progress on stderr)
+/// when a profile asks for it.
+pub fn guest_kinds(
+    args: &RunArgs,
+    topologies: &[Topology],
+) -> Result<nestlab::guest::GuestKinds, u8> {
+    let appliance = run_appliance(args)?;
+    let wants_debian = topologies
+        .iter()
+        .any(|t| t.profile.guest == nestlab::model::GuestKindId::Debian);
+    let debian = if wants_debian {
+        let image = debian_image(&appliance)?;
+        Some(nestlab::guest::debian::DebianGuest {
+            image,
+            appliance: appliance.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(nestlab::guest::GuestKinds { appliance, debian })
+}
+
+/// The Debian image for the appliance's kernel: found in the cache, or
+/// built with its progress on stderr. Prints what went wrong (exit 3).
+pub fn debian_image(appliance: &Appliance) -> Result<nestlab::guest::debian::DebianImage, u8> {
+    let cache = appliance
+        .dir
+        .parent()
+        .and_then(|p| p.parent())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from("/var/cache/nestlab"));
+    let t0 = std::time::Instant::now();
+    let tell = |line: &str| eprintln!("image: [{:>5.0} s] {line}", t0.elapsed().as_secs_f64());
+    nestlab::guest::debian::image::build(&cache, &appliance.kernel_version, &tell).map_err(|e| {
+        print_error(&e);
+        eprintln!("hint: `nestlab doctor` says what the Debian guest needs; `nestlab image` builds it alone");
+        exit::INFRA
+    })
+}
+
 /// Connects to the one host `up` boots on, asks it for the host's facts,
 /// decides the accelerator from them, and builds the appliance; prints what
 /// went wrong and returns its exit code.

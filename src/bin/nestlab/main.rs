@@ -9,6 +9,7 @@ mod doctor;
 mod down;
 mod exit;
 mod expect;
+mod image;
 mod profiles;
 mod run;
 mod up;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
             exit::OK
         }
         Command::Appliance(a) => appliance::main(&a),
+        Command::Image { kernel, prune } => image::main(&kernel, prune),
         Command::Run(a) => run::main(a),
         Command::Up { profile, run } => up::main(&profile, &run),
         Command::Down(a) => down::main(a),

@@ -16,7 +16,7 @@ use nestlab::runner::{Progress, RunOptions, Timeouts};
 
 use crate::args::{RunArgs, RunCmd};
 use crate::common::{
-    connect_hint, load_run_topology, open, print_error, run_appliance, runtime, signalled, uris,
+    connect_hint, guest_kinds, load_run_topology, open, print_error, runtime, signalled, uris,
     CliWork,
 };
 use crate::exit;
@@ -227,8 +227,8 @@ pub fn main(cmd: RunCmd) -> u8 {
         );
         return exit::INVALID;
     }
-    let appliance = match run_appliance(&cmd.run) {
-        Ok(a) => a,
+    let kinds = match guest_kinds(&cmd.run, &topologies) {
+        Ok(k) => k,
         Err(c) => return c,
     };
     let pool = cmd.run.hosts.pool.clone();
@@ -313,7 +313,7 @@ pub fn main(cmd: RunCmd) -> u8 {
         };
         run_pool(
             hosts,
-            Arc::new(appliance),
+            Arc::new(kinds),
             jobs,
             template,
             opts,

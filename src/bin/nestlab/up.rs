@@ -27,6 +27,19 @@ pub fn main(profile: &str, args: &RunArgs) -> u8 {
         Ok(h) => h,
         Err(c) => return c,
     };
+    let kinds = nestlab::guest::GuestKinds {
+        debian: match t.profile.guest {
+            nestlab::model::GuestKindId::Debian => match crate::common::debian_image(&appliance) {
+                Ok(image) => Some(nestlab::guest::debian::DebianGuest {
+                    image,
+                    appliance: appliance.clone(),
+                }),
+                Err(c) => return c,
+            },
+            nestlab::model::GuestKindId::Appliance => None,
+        },
+        appliance,
+    };
     let dir = match tempfile::Builder::new().prefix("nestlab-up-").tempdir() {
         Ok(d) => d,
         Err(e) => {
@@ -68,7 +81,7 @@ pub fn main(profile: &str, args: &RunArgs) -> u8 {
             base(p, ev)
         };
         tokio::select! {
-            r = run_profile(host, &t, &appliance, &opts, &printer) => Ok(r),
+            r = run_profile(host, &t, &kinds, &opts, &printer) => Ok(r),
             code = signalled() => Err(code),
         }
     });

@@ -75,7 +75,8 @@ use nested::FIRMWARE_DIRS;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Modules the appliance carries by default (with their dependencies):
-/// the NIC drivers, KVM, VFIO, and the shared folders' file systems.
+/// the NIC drivers, KVM, VFIO, the shared folders' file systems, and what
+/// a disk-image guest's root needs (virtio_blk, ext4).
 pub const DEFAULT_MODULES: &[&str] = &[
     "igb",
     "igbvf",
@@ -88,6 +89,8 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "vfio_pci",
     "vfio_iommu_type1",
     "virtio_pci",
+    "virtio_blk",
+    "ext4",
     "9pnet_virtio",
     "9p",
     "virtiofs",

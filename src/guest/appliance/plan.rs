@@ -272,6 +272,21 @@ pub(super) fn base(kernel: &GuestKernel, spec: &ApplianceSpec) -> Result<Content
             source: Source::Bytes(agent::capture_script().into_bytes()),
         },
     );
+    // For a disk-image guest, /init installs these in its root.
+    plan.add(
+        agent::AGENT_PATH,
+        Node::File {
+            perm: 0o755,
+            source: Source::Bytes(agent::agent_script().into_bytes()),
+        },
+    );
+    plan.add(
+        &format!("/etc/nestlab/{}", agent::AGENT_UNIT),
+        Node::File {
+            perm: 0o644,
+            source: Source::Bytes(agent::agent_unit().into_bytes()),
+        },
+    );
     plan.add(
         "/init",
         Node::File {
