@@ -147,6 +147,9 @@ pub struct RunOptions {
     pub accel: Accel,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// The timeouts of a guest with a system disk (the Debian guest), whose
+    /// systemd and libvirtd start before its agent speaks.
+    pub disk_timeouts: Timeouts,
     /// Where the run's files go (`domain.xml`, `console.log`, `capture/`,
     /// `report.json`). The caller owns it (a temp dir or `--out DIR/<name>`).
     pub dir: PathBuf,
@@ -553,6 +556,9 @@ pub async fn run_profile(
     let uri = host.uri().to_string();
     let report_progress = |p: Progress| progress(&name, p);
     let mut with_workloads = opts.clone();
+    if !t.disks.is_empty() {
+        with_workloads.timeouts = opts.disk_timeouts;
+    }
     with_workloads.timeouts.workloads = std::time::Duration::from_secs(
         t.profile
             .workloads

@@ -67,6 +67,16 @@ impl Default for Timeouts {
     }
 }
 
+/// The default timeouts of a guest with a system disk (the Debian guest:
+/// systemd and libvirtd start before the agent can say anything; under
+/// TCG on a loaded 2-core host its agent was seen to start at 57 s of
+/// uptime and libvirtd to answer at 104 s).
+pub const DISK_GUEST_TIMEOUTS: Timeouts = Timeouts {
+    boot: Duration::from_secs(300),
+    probe: Duration::from_secs(600),
+    workloads: Duration::ZERO,
+};
+
 /// What the workload phase allows beyond the workloads' own timeouts: the
 /// host's word at the gate, mounting, printing the results.
 pub const WORKLOAD_SLACK: Duration = Duration::from_secs(180);

@@ -121,6 +121,7 @@ fn options(dir: &std::path::Path, retries: u32) -> RunOptions {
     RunOptions {
         accel: Accel::Tcg,
         timeouts: Timeouts::default(),
+        disk_timeouts: super::phase::DISK_GUEST_TIMEOUTS,
         dir: dir.to_path_buf(),
         mode: Mode::Probe,
         retries,

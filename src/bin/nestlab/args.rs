@@ -243,12 +243,14 @@ pub struct RunArgs {
     /// auto (KVM when the host offers it and its CPU has vmx/svm, else TCG), kvm or tcg.
     #[arg(long, default_value = "auto")]
     pub accel: AccelChoice,
-    /// Seconds to wait for the guest kernel to reach the agent.
-    #[arg(long, default_value_t = 120)]
-    pub boot_timeout: u64,
-    /// Seconds to wait for the agent's captures once it started.
-    #[arg(long, default_value_t = 180)]
-    pub probe_timeout: u64,
+    /// Seconds to wait for the guest kernel to reach the agent (default:
+    /// 120 for the appliance, 300 for the Debian guest).
+    #[arg(long)]
+    pub boot_timeout: Option<u64>,
+    /// Seconds to wait for the agent's captures once it started (default:
+    /// 180 for the appliance, 600 for the Debian guest).
+    #[arg(long)]
+    pub probe_timeout: Option<u64>,
     /// Boot again this many times when a phase times out or the virtual
     /// host's console goes quiet (TCG guests with many vCPUs occasionally
     /// hang: before /init, bringing CPUs online, during the nested step).

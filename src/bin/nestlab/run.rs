@@ -21,14 +21,25 @@ use crate::common::{
 };
 use crate::exit;
 
-/// The timeouts the arguments ask for.
-pub fn timeouts(args: &RunArgs) -> Timeouts {
-    Timeouts {
-        boot: Duration::from_secs(args.boot_timeout),
-        probe: Duration::from_secs(args.probe_timeout),
+/// The timeouts the arguments ask for, for the appliance and for a guest
+/// with a system disk: each guest kind's defaults where they say nothing.
+pub fn timeouts(args: &RunArgs) -> (Timeouts, Timeouts) {
+    let with = |defaults: Timeouts| Timeouts {
+        boot: args
+            .boot_timeout
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.boot),
+        probe: args
+            .probe_timeout
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.probe),
         // Each run's from its workloads' own timeouts.
         workloads: Duration::ZERO,
-    }
+    };
+    (
+        with(Timeouts::default()),
+        with(nestlab::runner::phase::DISK_GUEST_TIMEOUTS),
+    )
 }
 
 /// Where workloads' output lines go: stdout (stderr under `--json`, which
@@ -274,7 +285,8 @@ pub fn main(cmd: RunCmd) -> u8 {
     let template = RunOptions {
         // Each host's own, decided from its facts.
         accel: Accel::Tcg,
-        timeouts: timeouts(&cmd.run),
+        timeouts: timeouts(&cmd.run).0,
+        disk_timeouts: timeouts(&cmd.run).1,
         dir: base.clone(),
         mode: Mode::Probe,
         retries: cmd.run.retries,

@@ -53,7 +53,8 @@ pub fn main(profile: &str, args: &RunArgs) -> u8 {
     };
     let opts = RunOptions {
         accel,
-        timeouts: timeouts(args),
+        timeouts: timeouts(args).0,
+        disk_timeouts: timeouts(args).1,
         dir: dir.path().to_path_buf(),
         mode: Mode::Shell,
         retries: args.retries,

@@ -402,12 +402,14 @@ WantedBy=sysinit.target
 fn switch_root_block() -> String {
     format!(
         r#"if [ -n "$root" ]; then
-	for m in virtio_pci virtio_blk ext4; do load "$m"; done
+	# ext4 wants crc32c, a soft dependency modules.dep does not list.
+	for m in virtio_pci virtio_blk crc32c_generic ext4; do load "$m"; done
 	n=0
 	while [ ! -b "$root" ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
 	mkdir -p /newroot
 	if ! out=$(mount -t ext4 -o rw "$root" /newroot 2>&1); then
 		fail root "mounting $root: $out"
+		dmesg | tail -n 25
 		poweroff -f
 	fi
 	mkdir -p /newroot{agent_dir} /newroot/etc/systemd/system/sysinit.target.wants
@@ -530,6 +532,8 @@ fn libvirt_captures() -> String {
 	n=0
 	until virsh -c qemu:///system version >/dev/null 2>&1; do
 		n=$((n + 1))
+		# A heartbeat: libvirtd may take a minute to come up under TCG.
+		[ $((n % 5)) = 0 ] && mark alive
 		if [ $n -gt {LIBVIRTD_WAIT_SECS} ]; then
 			fail libvirt "libvirtd did not answer within {LIBVIRTD_WAIT_SECS} s"
 			break

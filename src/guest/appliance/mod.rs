@@ -76,7 +76,8 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Modules the appliance carries by default (with their dependencies):
 /// the NIC drivers, KVM, VFIO, the shared folders' file systems, and what
-/// a disk-image guest's root needs (virtio_blk, ext4).
+/// a disk-image guest's root needs (virtio_blk, ext4 and the crc32c it
+/// wants).
 pub const DEFAULT_MODULES: &[&str] = &[
     "igb",
     "igbvf",
@@ -90,6 +91,7 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "vfio_iommu_type1",
     "virtio_pci",
     "virtio_blk",
+    "crc32c_generic",
     "ext4",
     "9pnet_virtio",
     "9p",
