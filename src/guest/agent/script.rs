@@ -374,7 +374,8 @@ pub fn agent_unit() -> String {
 [Unit]
 Description=nestlab agent: what the host checks, on the serial console
 DefaultDependencies=no
-After=local-fs.target systemd-udevd.service
+# After systemd-tmpfiles-setup: it empties /tmp, where the agent works.
+After=local-fs.target systemd-udevd.service systemd-tmpfiles-setup.service
 Wants=systemd-udevd.service
 
 [Service]
@@ -412,6 +413,16 @@ fn switch_root_block() -> String {
 		dmesg | tail -n 25
 		poweroff -f
 	fi
+	# KVM's modules load while one CPU is online (see the CPU step below),
+	# then every CPU comes online here, before systemd: onlining later,
+	# with udev and systemd busy on every vCPU, was seen to fail with EIO
+	# under TCG, and libvirtd must see every CPU when it starts.
+	for m in $(printf '%s' "$modules" | tr , ' '); do load "$m"; done
+	set +f
+	for c in /sys/devices/system/cpu/cpu[0-9]*/online; do
+		[ "$(cat "$c" 2>/dev/null)" = 1 ] && continue
+		out=$( (echo 1 >"$c") 2>&1) || fail cpus "${{c%/online}}: $out"
+	done
 	mkdir -p /newroot{agent_dir} /newroot/etc/systemd/system/sysinit.target.wants
 	cp {AGENT_PATH} /newroot{AGENT_PATH}
 	cp /etc/nestlab/{AGENT_UNIT} /newroot/etc/systemd/system/{AGENT_UNIT}
@@ -852,9 +863,12 @@ PATH=/bin:/usr/bin
 LC_ALL=C
 export PATH LC_ALL
 [ -r {ENV_FILE} ] && . {ENV_FILE}
-mkdir -p /proc /sys
+mkdir -p /proc /sys /dev
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
+# An initramfs without device nodes (the Debian guest's) needs devtmpfs
+# before anything opens /dev/null.
+[ -e /dev/null ] || mount -t devtmpfs devtmpfs /dev
 dmesg -n 1
 echo '{NESTED_MARKER}begin::'
 lspci -nn </dev/null 2>&1
