@@ -75,7 +75,7 @@ fn the_agent_is_the_init_without_pid1_duties() {
     assert!(agent.starts_with("#!/bin/sh\n"));
     for pid1 in [
         "mount -t proc",
-        "poweroff",
+        "poweroff -f",
         "setsid cttyhack",
         "sleep \"$linger\"",
     ] {
@@ -90,7 +90,13 @@ fn the_agent_is_the_init_without_pid1_duties() {
     // A disk-image guest: /init installs the agent and hands over.
     assert!(init.contains("exec switch_root /newroot /sbin/init"));
     assert!(!agent.contains("switch_root"));
-    assert!(agent.trim_end().ends_with("mark \"done:$(uptime_s)\""));
+    // After `done`, only the disk guest's shell hand-over (nestlab up).
+    let (_, after) = agent
+        .split_once("mark \"done:$(uptime_s)\"\n")
+        .expect("the agent marks done");
+    assert!(after.contains("serial-getty@ttyS0"), "{after}");
+    assert!(!after.contains("put "), "nothing is captured after done");
+    assert_eq!(after.matches("mark ").count(), 1, "only `mark shell`");
 }
 
 #[test]
