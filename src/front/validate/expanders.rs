@@ -8,6 +8,7 @@ pub(super) fn place(
     files: &[ExpanderFile],
     nics: &[Nic],
     node_count: usize,
+    other_root_slots: u32,
     errs: &mut Errors,
 ) -> Vec<Expander> {
     let mut expanders: Vec<Expander> = Vec::new();
@@ -133,7 +134,7 @@ pub(super) fn place(
         }
     }
     let unplaced = nics.iter().filter(|n| n.node.is_none()).count() as u32;
-    let slots = expanders.len() as u32 + unplaced;
+    let slots = expanders.len() as u32 + unplaced + other_root_slots;
     if slots > PCIE_ROOT_SLOTS {
         errs.push(
             "expander",
