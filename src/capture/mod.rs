@@ -34,6 +34,10 @@ pub enum Scope {
     /// Runs that assign devices to a nested guest (the agent's nested step;
     /// not a command a user can run by hand).
     Nested,
+    /// Read on the host, not in the guest, while the domain runs (profiles
+    /// with `[tuning]`): where libvirt and QEMU placed it. Its commands run on
+    /// the host with the domain's name for `DOMAIN`.
+    Host,
 }
 
 /// Parses a capture file's content into its part of [`Observed`].
@@ -50,6 +54,10 @@ pub struct CaptureSpec {
     pub command: Option<&'static str>,
     /// Which runs produce it.
     pub scope: Scope,
+    /// Whether the command needs every CPU online (the agent boots the
+    /// guest on one CPU and brings the others online while the first
+    /// captures run).
+    pub needs_all_cpus: bool,
     /// Parses the file's content into its part of [`Observed`]; `None` for
     /// a file kept for diagnosis only.
     pub parse: Option<Parser>,
@@ -61,6 +69,7 @@ impl fmt::Debug for CaptureSpec {
             .field("file", &self.file)
             .field("command", &self.command)
             .field("scope", &self.scope)
+            .field("needs_all_cpus", &self.needs_all_cpus)
             .field("parsed", &self.parse.is_some())
             .finish()
     }
@@ -77,6 +86,7 @@ pub const LSPCI_TREE: CaptureSpec = CaptureSpec {
     file: "lspci-tree.txt",
     command: Some("lspci -t -v"),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.lspci_tree = Some(observe::lspci_tree::parse(s)?);
         Ok(())
@@ -87,6 +97,7 @@ pub const LSPCI: CaptureSpec = CaptureSpec {
     file: "lspci.txt",
     command: Some("lspci -D -nn"),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.lspci = Some(observe::lspci::parse(s)?);
         Ok(())
@@ -97,8 +108,52 @@ pub const NUMACTL: CaptureSpec = CaptureSpec {
     file: "numactl.txt",
     command: Some("numactl --hardware"),
     scope: Scope::Topology,
+    needs_all_cpus: true,
     parse: Some(|s, o| {
         o.numactl = Some(observe::numactl::parse(s)?);
+        Ok(())
+    }),
+};
+/// Each online CPU's package, die, core and SMT siblings (sysfs `topology/`).
+pub const CPU_TOPOLOGY: CaptureSpec = CaptureSpec {
+    file: "cpu-topology.txt",
+    command: Some(
+        "grep . /sys/devices/system/cpu/online \
+         /sys/devices/system/cpu/cpu[0-9]*/topology/physical_package_id \
+         /sys/devices/system/cpu/cpu[0-9]*/topology/die_id \
+         /sys/devices/system/cpu/cpu[0-9]*/topology/core_id \
+         /sys/devices/system/cpu/cpu[0-9]*/topology/thread_siblings_list",
+    ),
+    scope: Scope::Topology,
+    needs_all_cpus: true,
+    parse: Some(|s, o| {
+        o.cpu_topology = Some(observe::cpu_topology::parse(s)?);
+        Ok(())
+    }),
+};
+/// The huge pages each node holds, by size.
+pub const HUGEPAGES: CaptureSpec = CaptureSpec {
+    file: "hugepages.txt",
+    command: Some("grep . /sys/devices/system/node/node[0-9]*/hugepages/hugepages-*/nr_hugepages"),
+    scope: Scope::Topology,
+    needs_all_cpus: false,
+    parse: Some(|s, o| {
+        o.hugepages = Some(observe::hugepages::parse(s)?);
+        Ok(())
+    }),
+};
+/// Each memory node's HMAT initiator and its latency and bandwidth
+/// (access class 0).
+pub const HMAT: CaptureSpec = CaptureSpec {
+    file: "hmat.txt",
+    command: Some(
+        "ls -d /sys/devices/system/node/node[0-9]*/access0/initiators/node[0-9]*; \
+         grep . /sys/devices/system/node/node[0-9]*/access0/initiators/*_*",
+    ),
+    scope: Scope::Topology,
+    needs_all_cpus: false,
+    parse: Some(|s, o| {
+        o.hmat = Some(observe::hmat::parse(s)?);
         Ok(())
     }),
 };
@@ -107,6 +162,7 @@ pub const IOMMU_GROUPS: CaptureSpec = CaptureSpec {
     file: "iommu-groups.txt",
     command: Some("find /sys/kernel/iommu_groups/ -type l"),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.iommu_groups = Some(observe::iommu::parse(s)?);
         Ok(())
@@ -117,6 +173,7 @@ pub const PCI_NUMA: CaptureSpec = CaptureSpec {
     file: "pci-numa.txt",
     command: Some("grep . /sys/bus/pci/devices/*/numa_node"),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.pci_numa = Some(observe::pci_numa::parse(s)?);
         Ok(())
@@ -131,6 +188,7 @@ pub const SRIOV: CaptureSpec = CaptureSpec {
          echo \"${d##*/} totalvfs=$(cat \"$f\") numvfs=$(cat \"$d/sriov_numvfs\")\"; done",
     ),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.sriov = Some(observe::sriov::parse(s)?);
         Ok(())
@@ -141,6 +199,7 @@ pub const KVM: CaptureSpec = CaptureSpec {
     file: "kvm.txt",
     command: Some("ls -l /dev/kvm"),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.kvm = Some(observe::kvm::parse(s));
         Ok(())
@@ -151,6 +210,7 @@ pub const DMESG: CaptureSpec = CaptureSpec {
     file: "dmesg.txt",
     command: Some("dmesg"),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.dmesg = Some(observe::dmesg::parse(s));
         Ok(())
@@ -162,6 +222,7 @@ pub const NESTED: CaptureSpec = CaptureSpec {
     file: "nested.txt",
     command: None,
     scope: Scope::Nested,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.nested = Some(observe::nested::parse(s)?);
         Ok(())
@@ -172,6 +233,7 @@ pub const NESTED_LSPCI: CaptureSpec = CaptureSpec {
     file: "nested-lspci.txt",
     command: None,
     scope: Scope::Nested,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.nested_lspci = Some(observe::lspci::parse(s)?);
         Ok(())
@@ -183,16 +245,50 @@ pub const NESTED_CONSOLE: CaptureSpec = CaptureSpec {
     file: "nested-console.txt",
     command: None,
     scope: Scope::Nested,
+    needs_all_cpus: false,
     parse: None,
 };
 
+/// The live domain XML, as libvirt holds it while the domain runs
+/// (`virsh dumpxml DOMAIN`; the runner asks the connection for it).
+pub const HOST_DOMAIN: CaptureSpec = CaptureSpec {
+    file: "host-domain.xml",
+    command: Some("virsh dumpxml DOMAIN"),
+    scope: Scope::Host,
+    needs_all_cpus: false,
+    parse: Some(|s, o| {
+        o.host_domain = Some(observe::host_domain::parse(s)?);
+        Ok(())
+    }),
+};
+/// QEMU's threads on the host: name, allowed CPUs and memory nodes. Only a
+/// local connection can read them (the runner reads the same files).
+pub const HOST_THREADS: CaptureSpec = CaptureSpec {
+    file: "host-threads.txt",
+    command: Some(
+        "grep -E '^(Name|Cpus_allowed_list|Mems_allowed_list):' \
+         /proc/$(cat /run/libvirt/qemu/DOMAIN.pid)/task/*/status",
+    ),
+    scope: Scope::Host,
+    needs_all_cpus: false,
+    parse: Some(|s, o| {
+        o.host_threads = Some(observe::host_threads::parse(s)?);
+        Ok(())
+    }),
+};
+
 /// The capture format, in the order the agent prints the files (the
-/// topology's commands first, dmesg last among them so that it holds what
-/// the other commands made the kernel say; then the nested step's).
+/// topology's commands first: those that need every CPU online after those
+/// that do not, dmesg last among them so that it holds what the other
+/// commands made the kernel say; then the nested step's; then what the
+/// runner reads on the host).
 pub const CAPTURES: &[CaptureSpec] = &[
     LSPCI_TREE,
     LSPCI,
+    HUGEPAGES,
+    HMAT,
     NUMACTL,
+    CPU_TOPOLOGY,
     IOMMU_GROUPS,
     PCI_NUMA,
     SRIOV,
@@ -201,6 +297,8 @@ pub const CAPTURES: &[CaptureSpec] = &[
     NESTED,
     NESTED_LSPCI,
     NESTED_CONSOLE,
+    HOST_DOMAIN,
+    HOST_THREADS,
 ];
 
 /// The specs of one scope, in table order.
@@ -210,6 +308,8 @@ pub fn in_scope(scope: Scope) -> impl Iterator<Item = &'static CaptureSpec> {
 
 /// The file names of the nested step, in the order it prints them.
 pub const NESTED_FILES: &[&str] = &[NESTED.file, NESTED_LSPCI.file, NESTED_CONSOLE.file];
+/// The files the runner reads on the host.
+pub const HOST_FILES: &[&str] = &[HOST_DOMAIN.file, HOST_THREADS.file];
 
 /// Name of the file in a capture directory that records each command's exit
 /// code, one `<file> <code>` per line.
@@ -319,6 +419,9 @@ pub struct CaptureSet {
     /// to it: the console showed the `nested` marker, or a capture
     /// directory holds one of those files.
     pub nested: bool,
+    /// Whether the host's view ([`HOST_FILES`]) belongs to it: the runner
+    /// read it, or a capture directory holds one of those files.
+    pub host: bool,
 }
 
 impl CaptureSet {
@@ -333,12 +436,16 @@ impl CaptureSet {
     }
 
     /// The scopes whose files belong to this set: [`Scope::Topology`],
-    /// and [`Scope::Nested`] when the run had a nested step
-    /// ([`nested`](Self::nested)).
+    /// [`Scope::Nested`] when the run had a nested step
+    /// ([`nested`](Self::nested)), [`Scope::Host`] when the host was read
+    /// ([`host`](Self::host)).
     pub fn scopes(&self) -> Vec<Scope> {
         let mut s = vec![Scope::Topology];
         if self.nested {
             s.push(Scope::Nested);
+        }
+        if self.host {
+            s.push(Scope::Host);
         }
         s
     }
@@ -400,6 +507,7 @@ impl CaptureSet {
                 Ok(bytes) => {
                     let content = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
                     set.nested |= spec.scope == Scope::Nested;
+                    set.host |= spec.scope == Scope::Host;
                     set.files.insert(
                         name.to_string(),
                         CapturedFile {
@@ -450,10 +558,12 @@ mod tests {
         for (i, c) in CAPTURES.iter().enumerate() {
             assert!(is_valid_file_name(c.file), "{}", c.file);
             assert!(!c.command.unwrap_or("").contains('\n'), "{}", c.file);
-            // Commands exactly for the files a user can capture by hand.
+            // Commands exactly for the files a user can capture by hand:
+            // in the guest, or on the host for the host's view.
+            assert_eq!(c.command.is_some(), c.scope != Scope::Nested, "{}", c.file);
             assert_eq!(
-                c.command.is_some(),
-                c.scope == Scope::Topology,
+                c.command.is_some_and(|c| c.contains("DOMAIN")),
+                c.scope == Scope::Host,
                 "{}",
                 c.file
             );

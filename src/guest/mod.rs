@@ -66,6 +66,13 @@ pub trait GuestKind: Send + Sync {
         accel: Accel,
         params: &AgentParams,
     ) -> Result<BootFiles, GuestError>;
+
+    /// What this guest kind lacks to boot `t` at all, each a sentence
+    /// (empty when nothing): a run of it is then skipped with the reason,
+    /// not failed (a kernel without the virtio IOMMU's driver, say).
+    fn lacks(&self, _t: &Topology) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Extra kernel arguments for a guest under TCG: `lpj=` (loops per jiffy)
@@ -110,6 +117,26 @@ fn cache_artifact(path: &std::path::Path) -> Artifact {
 impl GuestKind for appliance::Appliance {
     fn name(&self) -> &'static str {
         "appliance"
+    }
+
+    fn lacks(&self, t: &Topology) -> Vec<String> {
+        let mut why = Vec::new();
+        let virtio = t
+            .profile
+            .iommu
+            .is_some_and(|i| i.model == crate::model::IommuModel::Virtio);
+        if virtio && !self.modules.iter().any(|m| m == "virtio_iommu") {
+            why.push(format!(
+                "the guest kernel {} has no virtio_iommu driver (CONFIG_VIRTIO_IOMMU is not set): \
+                 boot one that has it with --kernel (Debian's linux-image-6.12-amd64 does; \
+                 ./dev setup unpacks it into {}/kernel-6.12)",
+                self.kernel_version,
+                appliance::cache_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|_| "the nestlab cache".into())
+            ));
+        }
+        why
     }
 
     fn boot_files(

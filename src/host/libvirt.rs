@@ -14,8 +14,8 @@ use virt::error::ErrorNumber;
 use virt::stream::Stream;
 
 use super::{
-    Artifact, ConsoleSource, Guest, Host, HostError, HostFacts, OwnedDomain, Version,
-    VIR_ERR_NO_DOMAIN, VIR_ERR_OPERATION_INVALID,
+    is_local_uri, Artifact, ConsoleSource, Guest, Host, HostError, HostFacts, HostView,
+    OwnedDomain, Version, VIR_ERR_NO_DOMAIN, VIR_ERR_OPERATION_INVALID,
 };
 use crate::xml::domain::METADATA_NS;
 
@@ -224,6 +224,27 @@ impl Guest for LibvirtGuest {
             Err(e) if e.is_no_domain() => Ok(false),
             other => other,
         }
+    }
+
+    fn host_view(&self) -> Result<HostView, HostError> {
+        // flags 0: the running domain's definition, with what libvirt filled in.
+        let domain_xml = self
+            .dom
+            .get_xml_desc(0)
+            .map_err(herr(format!("cannot read the live XML of {}", self.name)))?;
+        // QEMU's /proc is on this machine only through a local connection.
+        let threads = if is_local_uri(&self.uri) {
+            Some(super::proc::qemu_threads_in(
+                std::path::Path::new("/proc"),
+                &self.name,
+            )?)
+        } else {
+            None
+        };
+        Ok(HostView {
+            domain_xml,
+            threads,
+        })
     }
 
     fn destroy(&self) -> Result<(), HostError> {

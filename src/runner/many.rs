@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{missing_devices, run_profile, BootError, Progress, RunOptions};
+use super::{run_profile, unmet, BootError, Progress, RunOptions};
 use crate::guest::GuestKind;
 use crate::host::Host;
 use crate::model::Topology;
@@ -26,8 +26,10 @@ pub type ProgressSink = Arc<dyn Fn(&str, Progress) + Send + Sync>;
 
 /// Runs every job, `parallel` at a time, on `host` with guests of `kind`.
 /// `template` gives the options every run shares (its `dir` is replaced
-/// by each job's). A profile whose devices the host's QEMU lacks is not
-/// booted: its report says `skipped` and why.
+/// by each job's). A profile the host or the guest kind cannot run
+/// ([`unmet`]: devices the host's QEMU lacks, a guest kernel without the
+/// virtio IOMMU's driver, `[tuning]` the host cannot honour) is not booted:
+/// its report says `skipped` and why.
 ///
 /// Returns the reports in the order of `jobs`, or, when `cancel` finished
 /// first, its output, after every domain in flight was destroyed.
@@ -52,12 +54,12 @@ pub async fn run_all<C: Future>(
     let mut ids = std::collections::HashMap::new();
     for (i, job) in jobs.into_iter().enumerate() {
         let name = job.topology.profile.name.clone();
-        let missing = facts
+        let unmet = facts
             .as_ref()
-            .map(|f| missing_devices(&job.topology, f))
+            .map(|f| unmet(&job.topology, f, kind.as_ref()))
             .unwrap_or_default();
-        if !missing.is_empty() {
-            let why = format!("this host's QEMU lacks {}", missing.join(", "));
+        if !unmet.is_empty() {
+            let why = unmet.join("; ");
             let r = Report::without_checks(&name, Verdict::Skipped, why);
             progress(
                 &name,

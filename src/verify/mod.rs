@@ -19,12 +19,16 @@ pub fn memory_floor_mib(configured: Bytes) -> u64 {
     mib.saturating_sub((mib / 10).max(96)).max(mib / 2 + 1)
 }
 
+mod cpu;
+mod hmat;
+mod hugepages;
 mod iommu;
 mod kvm;
 mod nested;
 mod numa;
 mod pci;
 mod sriov;
+mod tuning;
 
 /// The skip reason for a check whose capture file is missing. Checks name
 /// capture files only through their specs ([`crate::capture::CAPTURES`]).
@@ -46,6 +50,10 @@ pub fn verify(e: &Expected, o: &Observed) -> Vec<Check> {
     kvm::check(e, o, &mut checks);
     sriov::check(e, o, &mut checks);
     nested::check(e, o, &mut checks);
+    cpu::check(e, o, &mut checks);
+    hugepages::check(e, o, &mut checks);
+    hmat::check(e, o, &mut checks);
+    tuning::check(e, o, &mut checks);
     checks
 }
 

@@ -222,5 +222,6 @@ fn describe(d: &ExpectedDevice) -> String {
         DeviceKind::RootPort => format!("pcie-root-port [{}] at {}", d.pci_id, d.bdf.short()),
         DeviceKind::Nic(m) => format!("{} ({m}) [{}] at {}", d.id, d.pci_id, d.bdf.short()),
         DeviceKind::Vf => format!("{} (igb VF) [{}] at {}", d.id, d.pci_id, d.bdf.short()),
+        DeviceKind::Iommu => format!("virtio-iommu [{}] at {}", d.pci_id, d.bdf.short()),
     }
 }

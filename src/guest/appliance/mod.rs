@@ -75,12 +75,14 @@ use nested::FIRMWARE_DIRS;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Modules the appliance carries by default (with their dependencies):
-/// the NIC drivers, KVM, and VFIO.
+/// the NIC drivers, the virtio IOMMU (when the kernel has it), KVM, and VFIO.
 pub const DEFAULT_MODULES: &[&str] = &[
     "igb",
     "igbvf",
     "e1000e",
     "virtio_net",
+    "virtio_pci",
+    "virtio_iommu",
     "kvm",
     "kvm_intel",
     "kvm_amd",
