@@ -56,7 +56,7 @@ pub async fn run_all<C: Future>(
         let name = job.topology.profile.name.clone();
         let unmet = facts
             .as_ref()
-            .map(|f| unmet(&job.topology, f, kind.as_ref()))
+            .map(|f| unmet(&job.topology, f, kind.as_ref(), template.accel))
             .unwrap_or_default();
         if !unmet.is_empty() {
             let why = unmet.join("; ");

@@ -199,13 +199,13 @@ pub fn domain_name(profile: &str, nonce: &Nonce) -> String {
 /// reason a sentence (empty when it can): QEMU devices the host's QEMU
 /// lacks, what the guest kind lacks (a virtio IOMMU without its driver), and
 /// `[tuning]` the host cannot honour. Such a run is skipped, not failed.
-pub fn unmet(t: &Topology, facts: &HostFacts, kind: &dyn GuestKind) -> Vec<String> {
+pub fn unmet(t: &Topology, facts: &HostFacts, kind: &dyn GuestKind, accel: Accel) -> Vec<String> {
     let mut why = Vec::new();
     let missing = missing_devices(t, facts);
     if !missing.is_empty() {
         why.push(format!("this host's QEMU lacks {}", missing.join(", ")));
     }
-    why.extend(kind.lacks(t));
+    why.extend(kind.lacks(t, accel));
     let tuning = facts.cannot_honour(t);
     if !tuning.is_empty() {
         why.push(format!(
