@@ -52,14 +52,15 @@ pub(super) fn check_cpu(
         );
         return None;
     }
-    // A core's threads in one node, as on every real machine.
+    // A core's threads in one node, as on every real machine (said once,
+    // at the first of the two nodes).
     if topo.threads > 1 {
         let node_of = |cpu: u32| nodes.iter().position(|n| n.cpus.contains(cpu));
         for (i, n) in nodes.iter().enumerate() {
             let split = n.cpus.iter().find_map(|cpu| {
                 topo.siblings(cpu)
                     .iter()
-                    .find_map(|s| node_of(s).filter(|&o| o != i).map(|o| (cpu, s, o)))
+                    .find_map(|s| node_of(s).filter(|&o| o > i).map(|o| (cpu, s, o)))
             });
             if let Some((cpu, sibling, other)) = split {
                 errs.push(
