@@ -119,6 +119,27 @@ mod tests {
         assert_eq!(c5.siblings.as_ref().unwrap().to_string(), "4-5");
     }
 
+    /// Linux 6.1 under TCG (QEMU's AMD-flavoured CPU without topoext): the
+    /// sockets are right, every CPU is a core of its own.
+    #[test]
+    fn no_smt_seen_by_linux_6_1_under_tcg() {
+        let f = parse(fixture!("cern-6.1-tcg-no-smt.txt")).unwrap();
+        assert_eq!(f.online.as_ref().unwrap().to_string(), "0-31");
+        assert_eq!(f.cpus.len(), 32);
+        let c27 = &f.cpus[&27];
+        assert_eq!((c27.package, c27.core), (Some(1), Some(11)));
+        assert_eq!(c27.siblings.as_ref().unwrap().to_string(), "27");
+    }
+
+    /// Linux 6.1, two sockets of one core: die_id counts across packages.
+    #[test]
+    fn die_ids_across_packages() {
+        let f = parse(fixture!("two-sockets-6.1.txt")).unwrap();
+        assert_eq!(f.cpus[&1].package, Some(1));
+        assert_eq!(f.cpus[&1].die, Some(1));
+        assert_eq!(f.cpus[&1].core, Some(0));
+    }
+
     #[test]
     fn odd_inputs() {
         let f = parse("grep: /sys/devices/system/cpu/cpu0/topology/die_id: No such file or directory\n/sys/devices/system/cpu/cpu0/topology/core_id:0\r\n").unwrap();

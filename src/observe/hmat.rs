@@ -129,6 +129,14 @@ mod tests {
     }
 
     #[test]
+    fn linux_6_1_shows_the_same() {
+        assert_eq!(
+            parse(fixture!("memory-only-6.1.txt")).unwrap().nodes[&NodeId(2)],
+            parse(fixture!("memory-only-6.12.txt")).unwrap().nodes[&NodeId(2)]
+        );
+    }
+
+    #[test]
     fn no_hmat_and_bad_lines() {
         let none = parse(fixture!("no-hmat-busybox.txt")).unwrap();
         assert!(none.nodes.is_empty());

@@ -96,6 +96,14 @@ mod tests {
     }
 
     #[test]
+    fn a_gigantic_page_on_node_1() {
+        let h = parse(fixture!("cern-6.12.txt")).unwrap();
+        assert_eq!(h.get(NodeId(1), 1048576), Some(1));
+        assert_eq!(h.get(NodeId(0), 1048576), Some(0));
+        assert_eq!(h.get(NodeId(0), 2048), Some(64));
+    }
+
+    #[test]
     fn odd_inputs() {
         assert!(parse("grep: /sys/devices/system/node/node*/hugepages/hugepages-*/nr_hugepages: No such file or directory\n").unwrap().nodes.is_empty());
         assert_eq!(
