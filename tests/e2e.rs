@@ -139,6 +139,12 @@ fn e2e_boots_verify_and_leave_nothing_behind() {
         "nova-pf-vf",
         "--accel",
         "tcg",
+        // Generous: other guests share these 2 cores (a nested run took
+        // over 45 s at load 11, the default probe timeout's share).
+        "--boot-timeout",
+        "600",
+        "--probe-timeout",
+        "600",
         "--jobs",
         "2",
         "--out",
