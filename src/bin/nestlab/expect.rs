@@ -20,10 +20,15 @@ pub fn main(profile: &str, json: bool) -> u8 {
             .map(|v| v.to_string())
             .collect::<Vec<_>>()
             .join(" ");
+        let cpus = if n.cpus.is_empty() {
+            "none".to_string()
+        } else {
+            n.cpus.to_string()
+        };
         println!(
             "  node {}: CPUs {:<8} memory {:<12} distances {d}",
             n.id,
-            n.cpus.to_string(),
+            cpus,
             n.memory.to_string()
         );
     }
