@@ -12,8 +12,8 @@
 //! slot order. igb VFs appear on the PF's bus at devfn 0x80 + 2*i.
 
 use crate::model::{
-    derive_mac, igb_vf_bdf, Bdf, BusNr, Device, Disk, DiskRole, ExpanderTopo, GuestKindId, Profile,
-    RootPort, ShareDevice, ShareDriver, Topology, Vf,
+    derive_mac, igb_vf_bdf, Bdf, BusNr, Device, Disk, DiskRole, ExpanderTopo, GuestKindId,
+    IommuDevice, IommuModel, NodeId, Profile, RootPort, ShareDevice, ShareDriver, Topology, Vf,
 };
 
 /// First pcie-root slot handed out (slot 0 is the host bridge).
@@ -30,6 +30,9 @@ pub enum ResolveError {
     /// A NIC index in an expander does not exist.
     #[error("expander places nic index {0}, which does not exist")]
     NoSuchNic(usize),
+    /// With HMAT on, a memory-only node that no interconnect targets.
+    #[error("node {0} has memory only and no interconnect targets it")]
+    NoInitiator(NodeId),
 }
 
 /// How folders are shared (see the README's measurements).
@@ -167,6 +170,38 @@ pub fn resolve(profile: &Profile) -> Result<Topology, ResolveError> {
         });
     }
 
+    // A virtio IOMMU: a PCI device in the next free slot of pcie-root.
+    let iommu_device = match profile.iommu {
+        Some(i) if i.model == IommuModel::Virtio => {
+            let slot = take_slot("the virtio IOMMU".to_string())?;
+            Some(IommuDevice {
+                slot,
+                guest_bdf: Bdf::new(0, slot, 0),
+            })
+        }
+        _ => None,
+    };
+    let initiators = if profile.interconnects.is_empty() {
+        Vec::new()
+    } else {
+        profile
+            .nodes
+            .iter()
+            .map(|n| {
+                if n.memory_only() {
+                    profile
+                        .interconnects
+                        .iter()
+                        .find(|c| c.target == n.id)
+                        .map(|c| c.initiator)
+                        .ok_or(ResolveError::NoInitiator(n.id))
+                } else {
+                    Ok(n.id)
+                }
+            })
+            .collect::<Result<Vec<NodeId>, _>>()?
+    };
+
     let mut macs = Vec::new();
     let mut devices = Vec::new();
     for (d, nic) in profile.nics.iter().enumerate() {
@@ -209,6 +244,8 @@ pub fn resolve(profile: &Profile) -> Result<Topology, ResolveError> {
         disks,
         shares,
         devices,
+        iommu_device,
+        initiators,
     })
 }
 

@@ -40,11 +40,17 @@ const BASE: &[(&str, &str, &str)] = &[
     ("description", "description", r#""every field, valid""#),
     ("vcpus", "vcpus", "4"),
     ("memory", "memory", r#""1 GiB""#),
+    ("", "[cpu]", ""),
+    ("cpu.sockets", "sockets", "1"),
+    ("cpu.dies", "dies", "1"),
+    ("cpu.cores", "cores", "2"),
+    ("cpu.threads", "threads", "2"),
     ("", "[[node]]", ""),
     ("node[0].id", "id", "0"),
     ("node[0].cpus", "cpus", r#""0-3""#),
     ("node[0].memory", "memory", r#""1 GiB""#),
     ("node[0].distances", "distances", "[10]"),
+    ("node[0].hugepages", "hugepages", r#"{ "2M" = 8 }"#),
     ("", "[iommu]", ""),
     ("iommu.model", "model", r#""intel""#),
     ("iommu.intremap", "intremap", "true"),
@@ -67,6 +73,26 @@ const BASE: &[(&str, &str, &str)] = &[
     ("guest.cmdline_extra", "cmdline_extra", r#""quiet""#),
     ("", "[nested]", ""),
     ("nested.assign", "assign", r#"["nic0"]"#),
+    ("", "[[interconnect]]", ""),
+    ("interconnect[0].initiator", "initiator", "0"),
+    ("interconnect[0].target", "target", "0"),
+    ("interconnect[0].latency_ns", "latency_ns", "10"),
+    ("interconnect[0].bandwidth_mib_s", "bandwidth_mib_s", "1024"),
+    ("", "[tuning]", ""),
+    ("tuning.emulatorpin", "emulatorpin", r#""0-1""#),
+    ("", "[[tuning.vcpupin]]", ""),
+    ("tuning.vcpupin[0].vcpus", "vcpus", r#""0-3""#),
+    ("tuning.vcpupin[0].cpus", "cpus", r#""0-1""#),
+    ("", "[tuning.numatune]", ""),
+    ("tuning.numatune.mode", "mode", r#""strict""#),
+    ("tuning.numatune.nodeset", "nodeset", r#""0""#),
+    ("", "[[tuning.memnode]]", ""),
+    ("tuning.memnode[0].cell", "cell", "0"),
+    ("tuning.memnode[0].mode", "mode", r#""strict""#),
+    ("tuning.memnode[0].nodeset", "nodeset", r#""0""#),
+    ("", "[[tuning.hugepages]]", ""),
+    ("tuning.hugepages[0].cell", "cell", "0"),
+    ("tuning.hugepages[0].size", "size", r#""2M""#),
 ];
 
 /// The fields of the base profile, with the kind of value each takes.
@@ -77,6 +103,7 @@ enum Kind {
     Bool,
     IntArray,
     StrArray,
+    Table,
 }
 
 fn kind_of(path: &str) -> Kind {
@@ -89,7 +116,16 @@ fn kind_of(path: &str) -> Kind {
         | "iommu.model"
         | "nic[0].model"
         | "nic[1].model"
-        | "guest.cmdline_extra" => Kind::Str,
+        | "guest.cmdline_extra"
+        | "tuning.emulatorpin"
+        | "tuning.vcpupin[0].vcpus"
+        | "tuning.vcpupin[0].cpus"
+        | "tuning.numatune.mode"
+        | "tuning.numatune.nodeset"
+        | "tuning.memnode[0].mode"
+        | "tuning.memnode[0].nodeset"
+        | "tuning.hugepages[0].size" => Kind::Str,
+        "node[0].hugepages" => Kind::Table,
         "iommu.intremap" | "iommu.caching_mode" | "iommu.eim" | "iommu.iotlb" => Kind::Bool,
         "node[0].distances" => Kind::IntArray,
         "nested.assign" => Kind::StrArray,
@@ -124,6 +160,20 @@ fn with_value(path: &str, value: &str) -> (String, usize) {
     }
     assert_ne!(at, 0, "no field {path}");
     (text, at)
+}
+
+/// The 1-based line of a field (by path) or a table header in the base
+/// profile.
+fn line(what: &str) -> usize {
+    BASE.iter()
+        .position(|(path, key, _)| *path == what || (path.is_empty() && *key == what))
+        .unwrap_or_else(|| panic!("no {what} in the base profile"))
+        + 1
+}
+
+/// The line just past the base profile (what is appended to it).
+fn end() -> usize {
+    BASE.len() + 1
 }
 
 fn base() -> String {
@@ -166,8 +216,14 @@ struct Case {
 }
 
 /// What names a field in an error: ` path:` or ` path[` (an element).
+/// What names a field in a message: the field itself, one of its
+/// elements, or one of its keys (`node[0].hugepages.4K`).
 fn names_field(path: &str) -> Vec<String> {
-    vec![format!(" {path}:"), format!(" {path}[")]
+    vec![
+        format!(" {path}:"),
+        format!(" {path}["),
+        format!(" {path}."),
+    ]
 }
 
 fn at_line(line: usize) -> String {
@@ -248,12 +304,24 @@ fn cases() -> Vec<Case> {
         (
             "string",
             r#""4""#,
-            &[Kind::Int, Kind::Bool, Kind::IntArray, Kind::StrArray],
+            &[
+                Kind::Int,
+                Kind::Bool,
+                Kind::IntArray,
+                Kind::StrArray,
+                Kind::Table,
+            ],
         ),
         (
             "int",
             "4",
-            &[Kind::Str, Kind::Bool, Kind::IntArray, Kind::StrArray],
+            &[
+                Kind::Str,
+                Kind::Bool,
+                Kind::IntArray,
+                Kind::StrArray,
+                Kind::Table,
+            ],
         ),
         (
             "float",
@@ -264,12 +332,19 @@ fn cases() -> Vec<Case> {
                 Kind::Bool,
                 Kind::IntArray,
                 Kind::StrArray,
+                Kind::Table,
             ],
         ),
         (
             "bool",
             "true",
-            &[Kind::Str, Kind::Int, Kind::IntArray, Kind::StrArray],
+            &[
+                Kind::Str,
+                Kind::Int,
+                Kind::IntArray,
+                Kind::StrArray,
+                Kind::Table,
+            ],
         ),
         (
             "datetime",
@@ -280,9 +355,14 @@ fn cases() -> Vec<Case> {
                 Kind::Bool,
                 Kind::IntArray,
                 Kind::StrArray,
+                Kind::Table,
             ],
         ),
-        ("array", "[4]", &[Kind::Str, Kind::Int, Kind::Bool]),
+        (
+            "array",
+            "[4]",
+            &[Kind::Str, Kind::Int, Kind::Bool, Kind::Table],
+        ),
         (
             "table",
             "{ a = 4 }",
@@ -292,6 +372,7 @@ fn cases() -> Vec<Case> {
                 Kind::Bool,
                 Kind::IntArray,
                 Kind::StrArray,
+                Kind::Table,
             ],
         ),
         (
@@ -515,13 +596,13 @@ fn cases() -> Vec<Case> {
     cases.push(nest(
         "deep-array-distances",
         with_value("node[0].distances", &deep_array).0,
-        9,
+        line("node[0].distances"),
         "node[0].distances",
     ));
     cases.push(nest(
         "deep-array-assign",
         with_value("nested.assign", &deep_array).0,
-        31,
+        line("nested.assign"),
         "nested.assign",
     ));
     cases.push(nest(
@@ -593,21 +674,21 @@ fn cases() -> Vec<Case> {
         ("dup-name-top", format!("name = \"a\"\n{b}"), 2, ""),
         (
             "dup-cpus",
-            b.replace("cpus = \"0-3\"\n", "cpus = \"0-3\"\ncpus = \"0-3\"\n"),
-            8,
+            b.replacen("cpus = \"0-3\"\n", "cpus = \"0-3\"\ncpus = \"0-3\"\n", 1),
+            line("node[0].cpus") + 1,
             "",
         ),
         (
             "dup-iommu-table",
             format!("{b}[iommu]\nmodel = \"intel\"\n"),
-            32,
+            end(),
             "",
         ),
-        ("dup-guest-table", format!("{b}[guest]\n"), 32, ""),
+        ("dup-guest-table", format!("{b}[guest]\n"), end(), ""),
         (
             "dup-iommu-inline-and-table",
             format!("iommu = {{ model = \"intel\" }}\n{b}"),
-            11,
+            line("[iommu]") + 1,
             "",
         ),
         (
@@ -620,13 +701,13 @@ fn cases() -> Vec<Case> {
         (
             "dup-node-table-after-array",
             format!("{b}[node]\ncpus = \"0\"\n"),
-            32,
+            end(),
             "",
         ),
         (
             "dup-dotted-then-table",
             format!("guest.cmdline_extra = \"x\"\n{b}"),
-            29,
+            line("[guest]") + 1,
             "",
         ),
         (
@@ -644,13 +725,13 @@ fn cases() -> Vec<Case> {
         (
             "dup-node-key",
             b.replace("[[node]]\n", "[[node]]\nid = 0\n"),
-            7,
+            line("node[0].id") + 1,
             "",
         ),
         (
             "dup-nested-assign-entry",
             with_value("nested.assign", r#"["nic0", "nic0"]"#).0,
-            31,
+            line("nested.assign"),
             "nested.assign",
         ),
     ] {
@@ -701,7 +782,7 @@ fn cases() -> Vec<Case> {
     cases.push(Case::new(
         "nul-after-valid",
         format!("{b}\0"),
-        vec![at_line(32)],
+        vec![at_line(end())],
     ));
     cases.push(Case::new(
         "bom-then-bad",
@@ -756,22 +837,22 @@ fn cases() -> Vec<Case> {
         (
             "utf8-surrogate",
             splice(&b, "\"0-3\"", b"\"0-3\xed\xa0\x80\""),
-            7,
+            line("node[0].cpus"),
         ),
         (
             "utf8-in-comment",
             splice(&b, "[iommu]", b"[iommu] # \xfe\xff"),
-            10,
+            line("[iommu]"),
         ),
         (
             "utf8-truncated-at-end",
             [b.as_bytes(), b"# \xe2\x82"].concat(),
-            32,
+            end(),
         ),
         (
             "utf8-latin1-file",
             splice(&b, "\"quiet\"", b"\"caf\xe9\""),
-            29,
+            line("guest.cmdline_extra"),
         ),
     ] {
         cases.push(Case::new(tag, bytes, vec![at_line(line)]));

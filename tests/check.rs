@@ -38,6 +38,10 @@ fn real_captures_pass() {
         "reference",
         "large",
         "nova-pf-vf",
+        "cern",
+        "hmat",
+        "virtio-iommu",
+        "pinned",
     ] {
         let r = check_dir(p, &captures().join(p));
         assert_eq!(r.verdict, Verdict::Pass, "{p}:\n{}", r.to_human(false));
@@ -61,8 +65,14 @@ fn old_distro_capture_passes_with_skips() {
 /// Copies the reference capture, applies `edit` to (file name, content),
 /// and returns the report.
 fn mutated(edit: impl Fn(&str, String) -> Option<String>) -> Report {
+    mutated_in("reference", edit)
+}
+
+/// Copies the capture of `profile`, applies `edit` to (file name,
+/// content), and returns the report.
+fn mutated_in(profile: &str, edit: impl Fn(&str, String) -> Option<String>) -> Report {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(captures().join("reference")).unwrap() {
+    for entry in std::fs::read_dir(captures().join(profile)).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let content = std::fs::read_to_string(&path).unwrap();
@@ -70,7 +80,22 @@ fn mutated(edit: impl Fn(&str, String) -> Option<String>) -> Report {
             std::fs::write(dir.path().join(&name), c).unwrap();
         }
     }
-    check_dir("reference", dir.path())
+    check_dir(profile, dir.path())
+}
+
+/// `edit` applied to one file of the capture of `profile`, which must
+/// change it; every other file as captured.
+fn one_file(profile: &str, file: &str, edit: impl Fn(String) -> String) -> Report {
+    let file = file.to_string();
+    mutated_in(profile, move |name, c| {
+        Some(if name == file {
+            let after = edit(c.clone());
+            assert_ne!(after, c, "the mutation of {name} changed nothing");
+            after
+        } else {
+            c
+        })
+    })
 }
 
 fn drop_lines(content: String, needle: &str) -> String {
@@ -320,4 +345,278 @@ fn capture_script_is_posix_sh_and_writes_every_file() {
     for f in &files {
         assert!(target.join(f).exists(), "{f} not written");
     }
+}
+
+#[test]
+fn a_sibling_moved() {
+    let r = one_file("cern", "cpu-topology.txt", |c| {
+        c.replace(
+            "cpu17/topology/thread_siblings_list:16-17",
+            "cpu17/topology/thread_siblings_list:17-18",
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["cpu.cpu17.siblings"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn a_thread_on_another_core() {
+    let r = one_file("cern", "cpu-topology.txt", |c| {
+        c.replace("cpu17/topology/core_id:0", "cpu17/topology/core_id:1")
+    });
+    assert_eq!(
+        failing(&r),
+        set(&[
+            "cpu.cpu16.core",
+            "cpu.cpu17.core",
+            "cpu.cpu18.core",
+            "cpu.cpu19.core"
+        ]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn a_cpu_in_another_socket() {
+    let r = one_file("cern", "cpu-topology.txt", |c| {
+        c.replace(
+            "cpu17/topology/physical_package_id:1",
+            "cpu17/topology/physical_package_id:0",
+        )
+    });
+    // Its socket, and the die it now makes with die id 1 in socket 0: the
+    // die counts and the die groupings of socket 1 (which lost it) fail.
+    let f = failing(&r);
+    for id in ["cpu.cpu17.socket", "cpu.cpu17.die", "cpu.dies", "cpu.cores"] {
+        assert!(f.contains(id), "{id}: {f:?}");
+    }
+    assert!(f.iter().all(|id| id.starts_with("cpu.")), "{f:?}");
+    assert!(!f.contains("cpu.cpu17.siblings"), "{f:?}");
+}
+
+#[test]
+fn a_core_split_between_nodes() {
+    let r = one_file("cern", "numactl.txt", |c| {
+        c.replace(
+            "node 0 cpus: 0 1 2 3 4 5 6 7 16 17 18",
+            "node 0 cpus: 0 1 2 3 4 5 6 7 16 18",
+        )
+        .replace("node 1 cpus: 8", "node 1 cpus: 8 17")
+    });
+    assert_eq!(
+        failing(&r),
+        set(&[
+            "numa.node0.cpus",
+            "numa.node1.cpus",
+            "cpu.node0.whole_cores",
+            "cpu.node1.whole_cores"
+        ]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn hugepages_on_the_wrong_node() {
+    let r = one_file("cern", "hugepages.txt", |c| {
+        c.replace(
+            "node0/hugepages/hugepages-1048576kB/nr_hugepages:0",
+            "node0/hugepages/hugepages-1048576kB/nr_hugepages:1",
+        )
+        .replace(
+            "node1/hugepages/hugepages-1048576kB/nr_hugepages:1",
+            "node1/hugepages/hugepages-1048576kB/nr_hugepages:0",
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["hugepages.node0.1048576kB", "hugepages.node1.1048576kB"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn a_latency_changed() {
+    let r = one_file("hmat", "hmat.txt", |c| {
+        c.replace(
+            "node2/access0/initiators/read_latency:100",
+            "node2/access0/initiators/read_latency:120",
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["hmat.node0.node2.latency"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn a_memory_only_node_reached_from_the_other_initiator() {
+    let r = one_file("hmat", "hmat.txt", |c| {
+        c.replace(
+            "node2/access0/initiators/node0",
+            "node2/access0/initiators/node1",
+        )
+        .replace(
+            "node2/access0/initiators/write_bandwidth:4096",
+            "node2/access0/initiators/write_bandwidth:2048",
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["hmat.node2.initiator", "hmat.node0.node2.bandwidth"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn a_memory_only_node_with_cpus() {
+    let r = one_file("hmat", "numactl.txt", |c| {
+        c.replace("node 1 cpus: 2 3", "node 1 cpus: 2")
+            .replace("node 2 cpus:", "node 2 cpus: 3")
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["numa.node1.cpus", "numa.node2.cpus"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn a_vcpu_pinned_off_by_one() {
+    let r = one_file("pinned", "host-threads.txt", |c| {
+        let tid = c
+            .lines()
+            .find(|l| l.ends_with("Name:\tCPU 1/TCG"))
+            .unwrap()
+            .split("/status")
+            .next()
+            .unwrap()
+            .to_string();
+        c.replace(
+            &format!("{tid}/status:Cpus_allowed_list:\t1"),
+            &format!("{tid}/status:Cpus_allowed_list:\t0"),
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["tuning.vcpu1.thread"]),
+        "{}",
+        r.to_human(false)
+    );
+    let r = one_file("pinned", "host-domain.xml", |c| {
+        c.replace(
+            "<vcpupin vcpu='1' cpuset='1'/>",
+            "<vcpupin vcpu='1' cpuset='0'/>",
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["tuning.vcpu1.pin"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn memory_policy_not_applied() {
+    let r = one_file("pinned", "host-domain.xml", |c| {
+        c.replace(
+            "<memory mode='strict' nodeset='0'/>",
+            "<memory mode='interleave' nodeset='0'/>",
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["tuning.numatune.mode"]),
+        "{}",
+        r.to_human(false)
+    );
+    let r = one_file("pinned", "host-threads.txt", |c| {
+        c.replacen("Mems_allowed_list:\t0", "Mems_allowed_list:\t0-1", 1)
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["tuning.numatune.threads"]),
+        "{}",
+        r.to_human(false)
+    );
+    let r = one_file("pinned", "host-threads.txt", |c| {
+        c.replacen("Cpus_allowed_list:\t0-1", "Cpus_allowed_list:\t0-3", 1)
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["tuning.emulator.thread"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn host_tuning_is_never_judged_from_the_guest() {
+    // Without the host's files, every tuning check is skipped, whatever
+    // the guest's capture says.
+    let r = mutated_in("pinned", |name, c| {
+        (!name.starts_with("host-")).then_some(c)
+    });
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.to_human(true));
+    let tuning: Vec<_> = r
+        .checks
+        .iter()
+        .filter(|c| c.id.starts_with("tuning."))
+        .collect();
+    assert!(!tuning.is_empty());
+    assert!(
+        tuning.iter().all(|c| c.status == Status::Skip),
+        "{tuning:?}"
+    );
+}
+
+#[test]
+fn virtio_iommu_needs_its_own_evidence() {
+    // The Intel IOMMU's DMAR line, no groups: not a virtio IOMMU.
+    let r = mutated_in("virtio-iommu", |name, c| match name {
+        "dmesg.txt" => Some(c.replace(
+            "virtio_iommu virtio0: input address: 39 bits",
+            "DMAR: Intel(R) Virtualization Technology for Directed I/O",
+        )),
+        "iommu-groups.txt" => None,
+        _ => Some(c),
+    });
+    assert_eq!(failing(&r), set(&["iommu.active"]), "{}", r.to_human(false));
+}
+
+#[test]
+fn virtio_iommu_groups_merged() {
+    let r = one_file("virtio-iommu", "iommu-groups.txt", |c| {
+        let group_of = |bdf: &str| {
+            c.lines()
+                .find(|l| l.ends_with(bdf))
+                .unwrap()
+                .split('/')
+                .nth(4)
+                .unwrap()
+                .to_string()
+        };
+        let (g2, g3) = (group_of("0000:02:00.0"), group_of("0000:03:00.0"));
+        c.replace(
+            &format!("/iommu_groups/{g3}/devices/0000:03:00.0"),
+            &format!("/iommu_groups/{g2}/devices/0000:03:00.0"),
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["iommu.dev.02:00.0.isolated", "iommu.dev.03:00.0.isolated"]),
+        "{}",
+        r.to_human(false)
+    );
 }

@@ -39,6 +39,10 @@ pub enum Scope {
     /// Guests with libvirt inside (the Debian guest kind): libvirt's view
     /// of the virtual host, as OpenStack Nova reads it.
     Libvirt,
+    /// Read on the host, not in the guest, while the domain runs (profiles
+    /// with `[tuning]`): where libvirt and QEMU placed it. Its commands run on
+    /// the host with the domain's name for `DOMAIN`.
+    Host,
 }
 
 /// Parses a capture file's content into its part of [`Observed`].
@@ -55,6 +59,10 @@ pub struct CaptureSpec {
     pub command: Option<&'static str>,
     /// Which runs produce it.
     pub scope: Scope,
+    /// Whether the command needs every CPU online (the agent boots the
+    /// guest on one CPU and brings the others online while the first
+    /// captures run).
+    pub needs_all_cpus: bool,
     /// Parses the file's content into its part of [`Observed`]; `None` for
     /// a file kept for diagnosis only.
     pub parse: Option<Parser>,
@@ -66,6 +74,7 @@ impl fmt::Debug for CaptureSpec {
             .field("file", &self.file)
             .field("command", &self.command)
             .field("scope", &self.scope)
+            .field("needs_all_cpus", &self.needs_all_cpus)
             .field("parsed", &self.parse.is_some())
             .finish()
     }
@@ -82,6 +91,7 @@ pub const LSPCI_TREE: CaptureSpec = CaptureSpec {
     file: "lspci-tree.txt",
     command: Some("lspci -t -v"),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.lspci_tree = Some(observe::lspci_tree::parse(s)?);
         Ok(())
@@ -92,6 +102,7 @@ pub const LSPCI: CaptureSpec = CaptureSpec {
     file: "lspci.txt",
     command: Some("lspci -D -nn"),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.lspci = Some(observe::lspci::parse(s)?);
         Ok(())
@@ -102,8 +113,52 @@ pub const NUMACTL: CaptureSpec = CaptureSpec {
     file: "numactl.txt",
     command: Some("numactl --hardware"),
     scope: Scope::Topology,
+    needs_all_cpus: true,
     parse: Some(|s, o| {
         o.numactl = Some(observe::numactl::parse(s)?);
+        Ok(())
+    }),
+};
+/// Each online CPU's package, die, core and SMT siblings (sysfs `topology/`).
+pub const CPU_TOPOLOGY: CaptureSpec = CaptureSpec {
+    file: "cpu-topology.txt",
+    command: Some(
+        "grep . /sys/devices/system/cpu/online \
+         /sys/devices/system/cpu/cpu[0-9]*/topology/physical_package_id \
+         /sys/devices/system/cpu/cpu[0-9]*/topology/die_id \
+         /sys/devices/system/cpu/cpu[0-9]*/topology/core_id \
+         /sys/devices/system/cpu/cpu[0-9]*/topology/thread_siblings_list",
+    ),
+    scope: Scope::Topology,
+    needs_all_cpus: true,
+    parse: Some(|s, o| {
+        o.cpu_topology = Some(observe::cpu_topology::parse(s)?);
+        Ok(())
+    }),
+};
+/// The huge pages each node holds, by size.
+pub const HUGEPAGES: CaptureSpec = CaptureSpec {
+    file: "hugepages.txt",
+    command: Some("grep . /sys/devices/system/node/node[0-9]*/hugepages/hugepages-*/nr_hugepages"),
+    scope: Scope::Topology,
+    needs_all_cpus: false,
+    parse: Some(|s, o| {
+        o.hugepages = Some(observe::hugepages::parse(s)?);
+        Ok(())
+    }),
+};
+/// Each memory node's HMAT initiator and its latency and bandwidth
+/// (access class 0).
+pub const HMAT: CaptureSpec = CaptureSpec {
+    file: "hmat.txt",
+    command: Some(
+        "ls -d /sys/devices/system/node/node[0-9]*/access0/initiators/node[0-9]*; \
+         grep . /sys/devices/system/node/node[0-9]*/access0/initiators/*_*",
+    ),
+    scope: Scope::Topology,
+    needs_all_cpus: false,
+    parse: Some(|s, o| {
+        o.hmat = Some(observe::hmat::parse(s)?);
         Ok(())
     }),
 };
@@ -112,6 +167,7 @@ pub const IOMMU_GROUPS: CaptureSpec = CaptureSpec {
     file: "iommu-groups.txt",
     command: Some("find /sys/kernel/iommu_groups/ -type l"),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.iommu_groups = Some(observe::iommu::parse(s)?);
         Ok(())
@@ -122,6 +178,7 @@ pub const PCI_NUMA: CaptureSpec = CaptureSpec {
     file: "pci-numa.txt",
     command: Some("grep . /sys/bus/pci/devices/*/numa_node"),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.pci_numa = Some(observe::pci_numa::parse(s)?);
         Ok(())
@@ -136,6 +193,7 @@ pub const SRIOV: CaptureSpec = CaptureSpec {
          echo \"${d##*/} totalvfs=$(cat \"$f\") numvfs=$(cat \"$d/sriov_numvfs\")\"; done",
     ),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.sriov = Some(observe::sriov::parse(s)?);
         Ok(())
@@ -146,6 +204,7 @@ pub const KVM: CaptureSpec = CaptureSpec {
     file: "kvm.txt",
     command: Some("ls -l /dev/kvm"),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.kvm = Some(observe::kvm::parse(s));
         Ok(())
@@ -156,6 +215,7 @@ pub const DMESG: CaptureSpec = CaptureSpec {
     file: "dmesg.txt",
     command: Some("dmesg"),
     scope: Scope::Topology,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.dmesg = Some(observe::dmesg::parse(s));
         Ok(())
@@ -167,6 +227,7 @@ pub const NESTED: CaptureSpec = CaptureSpec {
     file: "nested.txt",
     command: None,
     scope: Scope::Nested,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.nested = Some(observe::nested::parse(s)?);
         Ok(())
@@ -177,6 +238,7 @@ pub const NESTED_LSPCI: CaptureSpec = CaptureSpec {
     file: "nested-lspci.txt",
     command: None,
     scope: Scope::Nested,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.nested_lspci = Some(observe::lspci::parse(s)?);
         Ok(())
@@ -188,6 +250,7 @@ pub const NESTED_CONSOLE: CaptureSpec = CaptureSpec {
     file: "nested-console.txt",
     command: None,
     scope: Scope::Nested,
+    needs_all_cpus: false,
     parse: None,
 };
 
@@ -199,6 +262,7 @@ pub const WORKLOADS: CaptureSpec = CaptureSpec {
     file: "workloads.txt",
     command: None,
     scope: Scope::Workload,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.workloads = Some(observe::workloads::parse(s)?);
         Ok(())
@@ -211,6 +275,7 @@ pub const VIRSH_CAPABILITIES: CaptureSpec = CaptureSpec {
     file: "virsh-capabilities.xml",
     command: Some("virsh -c qemu:///system capabilities"),
     scope: Scope::Libvirt,
+    needs_all_cpus: true,
     parse: Some(|s, o| {
         o.libvirt_caps = Some(observe::capabilities::parse(s)?);
         Ok(())
@@ -222,6 +287,7 @@ pub const VIRSH_DOMCAPS: CaptureSpec = CaptureSpec {
     file: "virsh-domcapabilities.xml",
     command: Some("virsh -c qemu:///system domcapabilities --virttype kvm"),
     scope: Scope::Libvirt,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.libvirt_domcaps = Some(observe::domcaps::parse(s).ok());
         Ok(())
@@ -237,6 +303,7 @@ pub const VIRSH_NODEDEV: CaptureSpec = CaptureSpec {
          virsh -c qemu:///system nodedev-dumpxml \"$d\"; done",
     ),
     scope: Scope::Libvirt,
+    needs_all_cpus: false,
     parse: Some(|s, o| {
         o.libvirt_nodedevs = Some(observe::nodedev::parse(s)?);
         Ok(())
@@ -260,13 +327,46 @@ pub fn workload_of(file: &str) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
+/// The live domain XML, as libvirt holds it while the domain runs
+/// (`virsh dumpxml DOMAIN`; the runner asks the connection for it).
+pub const HOST_DOMAIN: CaptureSpec = CaptureSpec {
+    file: "host-domain.xml",
+    command: Some("virsh dumpxml DOMAIN"),
+    scope: Scope::Host,
+    needs_all_cpus: false,
+    parse: Some(|s, o| {
+        o.host_domain = Some(observe::host_domain::parse(s)?);
+        Ok(())
+    }),
+};
+/// QEMU's threads on the host: name, allowed CPUs and memory nodes. Only a
+/// local connection can read them (the runner reads the same files).
+pub const HOST_THREADS: CaptureSpec = CaptureSpec {
+    file: "host-threads.txt",
+    command: Some(
+        "grep -E '^(Name|Cpus_allowed_list|Mems_allowed_list):' \
+         /proc/$(cat /run/libvirt/qemu/DOMAIN.pid)/task/*/status",
+    ),
+    scope: Scope::Host,
+    needs_all_cpus: false,
+    parse: Some(|s, o| {
+        o.host_threads = Some(observe::host_threads::parse(s)?);
+        Ok(())
+    }),
+};
+
 /// The capture format, in the order the agent prints the files (the
-/// topology's commands first, dmesg last among them so that it holds what
-/// the other commands made the kernel say; then the nested step's).
+/// topology's commands first: those that need every CPU online after those
+/// that do not, dmesg last among them so that it holds what the other
+/// commands made the kernel say; then the nested step's; then what the
+/// runner reads on the host).
 pub const CAPTURES: &[CaptureSpec] = &[
     LSPCI_TREE,
     LSPCI,
+    HUGEPAGES,
+    HMAT,
     NUMACTL,
+    CPU_TOPOLOGY,
     IOMMU_GROUPS,
     PCI_NUMA,
     SRIOV,
@@ -279,6 +379,8 @@ pub const CAPTURES: &[CaptureSpec] = &[
     VIRSH_DOMCAPS,
     VIRSH_NODEDEV,
     WORKLOADS,
+    HOST_DOMAIN,
+    HOST_THREADS,
 ];
 
 /// The specs of one scope, in table order.
@@ -288,6 +390,8 @@ pub fn in_scope(scope: Scope) -> impl Iterator<Item = &'static CaptureSpec> {
 
 /// The file names of the nested step, in the order it prints them.
 pub const NESTED_FILES: &[&str] = &[NESTED.file, NESTED_LSPCI.file, NESTED_CONSOLE.file];
+/// The files the runner reads on the host.
+pub const HOST_FILES: &[&str] = &[HOST_DOMAIN.file, HOST_THREADS.file];
 
 /// Name of the file in a capture directory that records each command's exit
 /// code, one `<file> <code>` per line.
@@ -402,6 +506,9 @@ pub struct CaptureSet {
     /// Whether the guest has libvirt inside (the [`Scope::Libvirt`] files
     /// belong to it).
     pub libvirt: bool,
+    /// Whether the host's view ([`HOST_FILES`]) belongs to it: the runner
+    /// read it, or a capture directory holds one of those files.
+    pub host: bool,
 }
 
 impl CaptureSet {
@@ -416,8 +523,9 @@ impl CaptureSet {
     }
 
     /// The scopes whose files belong to this set: [`Scope::Topology`],
-    /// and [`Scope::Nested`] when the run had a nested step
-    /// ([`nested`](Self::nested)).
+    /// [`Scope::Nested`] when the run had a nested step
+    /// ([`nested`](Self::nested)), [`Scope::Host`] when the host was read
+    /// ([`host`](Self::host)).
     pub fn scopes(&self) -> Vec<Scope> {
         let mut s = vec![Scope::Topology];
         if self.nested {
@@ -428,6 +536,9 @@ impl CaptureSet {
         }
         if self.libvirt {
             s.push(Scope::Libvirt);
+        }
+        if self.host {
+            s.push(Scope::Host);
         }
         s
     }
@@ -491,6 +602,7 @@ impl CaptureSet {
                     set.nested |= spec.scope == Scope::Nested;
                     set.workloads |= spec.scope == Scope::Workload;
                     set.libvirt |= spec.scope == Scope::Libvirt;
+                    set.host |= spec.scope == Scope::Host;
                     set.files.insert(
                         name.to_string(),
                         CapturedFile {
@@ -557,10 +669,17 @@ mod tests {
         for (i, c) in CAPTURES.iter().enumerate() {
             assert!(is_valid_file_name(c.file), "{}", c.file);
             assert!(!c.command.unwrap_or("").contains('\n'), "{}", c.file);
-            // Commands exactly for the files a user can capture by hand.
+            // Commands exactly for the files a user can capture by hand:
+            // in the guest, or on the host for the host's view.
             assert_eq!(
                 c.command.is_some(),
-                matches!(c.scope, Scope::Topology | Scope::Libvirt),
+                matches!(c.scope, Scope::Topology | Scope::Libvirt | Scope::Host),
+                "{}",
+                c.file
+            );
+            assert_eq!(
+                c.command.is_some_and(|c| c.contains("DOMAIN")),
+                c.scope == Scope::Host,
                 "{}",
                 c.file
             );

@@ -22,6 +22,13 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("sriov", include_str!("../../profiles/sriov.toml")),
     ("large", include_str!("../../profiles/large.toml")),
     ("nova-pf-vf", include_str!("../../profiles/nova-pf-vf.toml")),
+    ("cern", include_str!("../../profiles/cern.toml")),
+    ("hmat", include_str!("../../profiles/hmat.toml")),
+    (
+        "virtio-iommu",
+        include_str!("../../profiles/virtio-iommu.toml"),
+    ),
+    ("pinned", include_str!("../../profiles/pinned.toml")),
 ];
 
 /// A syntax or type error in the TOML, with its position.

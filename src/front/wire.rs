@@ -9,6 +9,8 @@
 //! Sizes and cpusets are kept as strings here so that a malformed one is
 //! reported by validation with the field's name, not as a serde type error.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// A whole profile file.
@@ -23,6 +25,10 @@ pub struct ProfileFile {
     pub description: Option<String>,
     /// Number of vCPUs (1..=255). Every vCPU must belong to exactly one node.
     pub vcpus: u32,
+    /// CPU topology: sockets, dies, cores and threads, whose product is
+    /// `vcpus`. Absent = libvirt's default, every vCPU a socket of its own.
+    #[serde(default)]
+    pub cpu: Option<CpuFile>,
     /// Total guest memory (`"8000 MiB"`). Optional; when given it must equal
     /// the sum of the nodes' memory.
     #[serde(default)]
@@ -50,6 +56,15 @@ pub struct ProfileFile {
     /// in order; each is a check `workload.<name>`.
     #[serde(default)]
     pub workload: Vec<WorkloadFile>,
+    /// HMAT (ACPI Heterogeneous Memory Attribute Table) entries: latency and
+    /// bandwidth from an initiator node's CPUs to a target node's memory.
+    /// Any entry turns HMAT on.
+    #[serde(default)]
+    pub interconnect: Vec<InterconnectFile>,
+    /// Where the virtual host runs on the host: vCPU and emulator pinning,
+    /// memory policy, host huge pages. Checked on the host.
+    #[serde(default)]
+    pub tuning: Option<TuningFile>,
 }
 
 /// One `[[workload]]`.
@@ -94,6 +109,104 @@ pub enum CommandFile {
     Argv(Vec<String>),
 }
 
+/// The `[cpu]` table: the virtual host's CPU topology.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpuFile {
+    /// Sockets (physical packages), at least 1.
+    pub sockets: u32,
+    /// Dies per socket. Default 1.
+    #[serde(default)]
+    pub dies: Option<u32>,
+    /// Cores per die, at least 1.
+    pub cores: u32,
+    /// Threads per core (2 gives SMT siblings). Default 1. With more than
+    /// one, a core's threads must all be in the same node.
+    #[serde(default)]
+    pub threads: Option<u32>,
+}
+
+/// One `[[interconnect]]`: an HMAT latency and/or bandwidth.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterconnectFile {
+    /// The node whose CPUs access the memory (it must have CPUs).
+    pub initiator: u32,
+    /// The node whose memory is accessed. A memory-only node's initiator in
+    /// the guest is that of the first entry targeting it.
+    pub target: u32,
+    /// Access latency in nanoseconds (1..=65534).
+    #[serde(default)]
+    pub latency_ns: Option<u32>,
+    /// Access bandwidth in MiB/s (1..=65534).
+    #[serde(default)]
+    pub bandwidth_mib_s: Option<u32>,
+}
+
+/// The `[tuning]` table: host-side placement of the virtual host.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TuningFile {
+    /// Pins vCPUs to host CPUs (`<vcpupin>`), one entry per vCPU set.
+    #[serde(default)]
+    pub vcpupin: Vec<VcpuPinFile>,
+    /// Host CPUs of QEMU's threads other than the vCPUs (`<emulatorpin>`),
+    /// in cpuset syntax.
+    #[serde(default)]
+    pub emulatorpin: Option<String>,
+    /// Memory policy of the whole domain (`<numatune><memory>`).
+    #[serde(default)]
+    pub numatune: Option<NumaTuneFile>,
+    /// Memory policy of one guest cell (`<numatune><memnode>`).
+    #[serde(default)]
+    pub memnode: Vec<MemNodeFile>,
+    /// Backs a guest cell with host huge pages (`<memoryBacking>`).
+    #[serde(default)]
+    pub hugepages: Vec<HostHugepagesFile>,
+}
+
+/// One `[[tuning.vcpupin]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VcpuPinFile {
+    /// The vCPUs pinned, in cpuset syntax (`"0-3"`): each may run on all of `cpus`.
+    pub vcpus: String,
+    /// Host CPUs, in cpuset syntax.
+    pub cpus: String,
+}
+
+/// `[tuning.numatune]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumaTuneFile {
+    /// `"strict"`, `"preferred"` (one node), `"interleave"` or `"restrictive"`.
+    pub mode: String,
+    /// Host NUMA nodes, in cpuset syntax (`"0"`, `"0-1"`).
+    pub nodeset: String,
+}
+
+/// One `[[tuning.memnode]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemNodeFile {
+    /// The guest cell (node id).
+    pub cell: u32,
+    /// As in `numatune.mode`.
+    pub mode: String,
+    /// Host NUMA nodes its memory comes from.
+    pub nodeset: String,
+}
+
+/// One `[[tuning.hugepages]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostHugepagesFile {
+    /// The guest cell (node id) whose memory comes from host huge pages.
+    pub cell: u32,
+    /// Host page size: `"2M"` or `"1G"`.
+    pub size: String,
+}
+
 /// One NUMA cell (`[[node]]`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -101,7 +214,8 @@ pub struct NodeFile {
     /// Optional explicit id; must equal the node's position (0, 1, ...).
     #[serde(default)]
     pub id: Option<u32>,
-    /// vCPUs of this node in cpuset syntax: `"0-3"`, `"0,2,4-5"`.
+    /// vCPUs of this node in cpuset syntax: `"0-3"`, `"0,2,4-5"`; `""` for a
+    /// node with memory only (like CXL or HBM memory).
     pub cpus: String,
     /// Memory of this node: an integer and KiB, MiB or GiB (`"4096000 KiB"`).
     pub memory: String,
@@ -110,24 +224,30 @@ pub struct NodeFile {
     /// given on all. Absent everywhere = QEMU's default (10 local, 20 remote).
     #[serde(default)]
     pub distances: Option<Vec<u32>>,
+    /// Huge pages the guest kernel reserves on this node at boot, by size:
+    /// `{ "2M" = 64, "1G" = 1 }`.
+    #[serde(default)]
+    pub hugepages: Option<BTreeMap<String, u64>>,
 }
 
 /// The `[iommu]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IommuFile {
-    /// IOMMU model; only `"intel"` (VT-d) is supported.
+    /// IOMMU model: `"intel"` (VT-d) or `"virtio"` (virtio-iommu; the guest
+    /// kernel needs CONFIG_VIRTIO_IOMMU).
     pub model: String,
-    /// Interrupt remapping (needs the split I/O APIC nestlab adds). Default true.
+    /// Interrupt remapping (needs the split I/O APIC nestlab adds). Intel
+    /// only. Default true.
     #[serde(default)]
     pub intremap: Option<bool>,
-    /// Caching mode, needed for VFIO inside the guest. Default true.
+    /// Caching mode, needed for VFIO inside the guest. Intel only. Default true.
     #[serde(default)]
     pub caching_mode: Option<bool>,
-    /// Extended interrupt mode (x2APIC); needs intremap. Default false.
+    /// Extended interrupt mode (x2APIC); needs intremap. Intel only. Default false.
     #[serde(default)]
     pub eim: Option<bool>,
-    /// Device IOTLB. Default false.
+    /// Device IOTLB. Intel only. Default false.
     #[serde(default)]
     pub iotlb: Option<bool>,
 }

@@ -70,6 +70,13 @@ pub trait GuestKind: Send + Sync {
         accel: Accel,
         params: &AgentParams,
     ) -> Result<BootFiles, GuestError>;
+
+    /// What this guest kind lacks to show `t` under `accel`, each a
+    /// sentence (empty when nothing): a run of it is then skipped with the
+    /// reason, not failed (a kernel without the virtio IOMMU's driver, say).
+    fn lacks(&self, _t: &Topology, _accel: Accel) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The guest kinds of a run, chosen per profile (`[guest] kind`,
@@ -129,6 +136,15 @@ pub fn tcg_boot_args(tsc_hz: Option<u64>, kernel_config: Option<&str>) -> Option
         .filter(|hz| *hz > 0)?;
     let tsc = tsc_hz.filter(|t| (100_000_000..=100_000_000_000).contains(t))?;
     Some(format!("lpj={}", (tsc + hz / 2) / hz))
+}
+
+/// The major and minor number of a kernel release (`6.1.0-57-amd64` ->
+/// (6, 1)).
+pub fn kernel_release(version: &str) -> Option<(u32, u32)> {
+    let mut it = version.split(|c: char| !c.is_ascii_digit());
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// An artifact of a cache entry `<cache>/<kind>/<hash>/<file>`, named
@@ -200,6 +216,33 @@ impl GuestKind for appliance::Appliance {
         "appliance"
     }
 
+    fn lacks(&self, t: &Topology, accel: Accel) -> Vec<String> {
+        let mut why = Vec::new();
+        let smt = t.profile.cpu.is_some_and(|c| c.threads > 1);
+        let release = kernel_release(&self.kernel_version);
+        if smt && accel == Accel::Tcg && release.is_some_and(|r| r < (6, 9)) {
+            why.push(format!(
+                "the guest kernel {} cannot see SMT siblings under TCG: QEMU's TCG CPU is an \
+                 AMD one without topoext, and Linux before 6.9 takes an AMD CPU's threads only \
+                 from topoext (6.9 and later read CPUID leaf 0xB): boot a newer kernel with \
+                 --kernel (./dev setup fetches Debian's 6.12)",
+                self.kernel_version
+            ));
+        }
+        let virtio = t
+            .profile
+            .iommu
+            .is_some_and(|i| i.model == crate::model::IommuModel::Virtio);
+        if virtio && !self.modules.iter().any(|m| m == "virtio_iommu") {
+            why.push(format!(
+                "the guest kernel {} has no virtio_iommu driver (CONFIG_VIRTIO_IOMMU is not set): \
+                 boot one that has it with --kernel (./dev setup fetches Debian's 6.12, which does)",
+                self.kernel_version
+            ));
+        }
+        why
+    }
+
     fn boot_files(
         &self,
         _t: &Topology,
@@ -254,6 +297,65 @@ impl GuestKind for appliance::Appliance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn appliance(version: &str, modules: &[&str]) -> appliance::Appliance {
+        appliance::Appliance {
+            kernel: "/k/vmlinux".into(),
+            bzimage: "/k/vmlinuz".into(),
+            pvh_unavailable: None,
+            initrd: "/k/initrd.img".into(),
+            kernel_version: version.into(),
+            modules: modules.iter().map(|m| m.to_string()).collect(),
+            missing_modules: vec![],
+            hash: "h".into(),
+            cached: true,
+            dir: "/k".into(),
+            source: appliance::GuestKernel {
+                vmlinuz: "/boot/vmlinuz".into(),
+                modules_dir: "/lib/modules".into(),
+                version: version.into(),
+                origin: appliance::KernelOrigin::Explicit,
+            },
+            initrd_size: 0,
+            nested: None,
+            nested_unavailable: None,
+        }
+    }
+
+    #[test]
+    fn what_an_appliance_kernel_cannot_show() {
+        let t = |name: &str| {
+            crate::resolve::resolve(&crate::front::load_profile_arg(name).unwrap()).unwrap()
+        };
+        let old = appliance("6.1.0-57-amd64", &["kvm", "e1000e"]);
+        let new = appliance("6.12.117+deb12-amd64", &["kvm", "e1000e", "virtio_iommu"]);
+        let why = old.lacks(&t("virtio-iommu"), Accel::Tcg);
+        assert_eq!(why.len(), 1);
+        assert!(
+            why[0].starts_with("the guest kernel 6.1.0-57-amd64 has no virtio_iommu driver"),
+            "{}",
+            why[0]
+        );
+        assert!(new.lacks(&t("virtio-iommu"), Accel::Tcg).is_empty());
+        let why = old.lacks(&t("cern"), Accel::Tcg);
+        assert!(
+            why[0].contains("cannot see SMT siblings under TCG"),
+            "{why:?}"
+        );
+        assert!(
+            old.lacks(&t("cern"), Accel::Kvm).is_empty(),
+            "host CPUs show their threads"
+        );
+        assert!(new.lacks(&t("cern"), Accel::Tcg).is_empty());
+        assert!(old.lacks(&t("reference"), Accel::Tcg).is_empty());
+    }
+
+    #[test]
+    fn kernel_releases() {
+        assert_eq!(kernel_release("6.1.0-57-amd64"), Some((6, 1)));
+        assert_eq!(kernel_release("6.12.117+deb12-amd64"), Some((6, 12)));
+        assert_eq!(kernel_release("linux"), None);
+    }
 
     #[test]
     fn artifacts_are_named_by_content() {

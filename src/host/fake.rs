@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::{
     Artifact, ArtifactStore, ConsoleSource, ConsoleStream, Guest, Host, HostError, HostFacts,
-    OwnedDomain, PruneOutcome, Staged, StoreStatus, Transfer, Version, VIR_ERR_NO_DOMAIN,
+    HostView, OwnedDomain, PruneOutcome, Staged, StoreStatus, Transfer, Version, VIR_ERR_NO_DOMAIN,
 };
 
 /// One thing a fake console does.
@@ -48,6 +48,59 @@ pub struct Script {
     /// The start blocks until this many milliseconds passed (real time),
     /// after telling [`FakeHost::starting`].
     pub start_block_ms: u64,
+    /// What [`Guest::host_view`] answers; `None`: what a local libvirt
+    /// would show for the started XML ([`honoured`]).
+    pub host_view: Option<Result<HostView, HostError>>,
+}
+
+/// The host's view of a domain started from `xml` on a 2-CPU, 1-node host
+/// that honours its `<cputune>` and `<numatune>`, as a local libvirt shows
+/// it: the live XML is the XML, and QEMU's threads (two emulator threads,
+/// one per vCPU, named as QEMU names them under TCG) are allowed where the
+/// pins and the strict memory policy say.
+pub fn honoured(xml: &str) -> HostView {
+    let dom = crate::xml::domain::Domain::from_xml(xml).ok();
+    let tune = dom.as_ref().and_then(|d| d.cputune.as_ref());
+    let pin = |v: u32| {
+        tune.and_then(|t| t.vcpupins.iter().find(|p| p.vcpu == v))
+            .map(|p| p.cpuset.clone())
+            .unwrap_or_else(|| "0-1".into())
+    };
+    let emulator = tune
+        .and_then(|t| t.emulatorpin.as_ref())
+        .map(|e| e.cpuset.clone())
+        .unwrap_or_else(|| "0-1".into());
+    let mems = dom
+        .as_ref()
+        .and_then(|d| d.numatune.as_ref())
+        .and_then(|n| n.memory.as_ref())
+        .map(|m| m.nodeset.clone())
+        .unwrap_or_else(|| "0".into());
+    let vcpus = dom.as_ref().map_or(1, |d| d.vcpu.count);
+    let pid = 4242;
+    let mut threads = vec![
+        (pid, "qemu-system-x86".to_string(), emulator.clone()),
+        (pid + 1, "call_rcu".to_string(), emulator),
+    ];
+    for v in 0..vcpus {
+        threads.push((pid + 2 + v, format!("CPU {v}/TCG"), pin(v)));
+    }
+    let mut text = String::new();
+    for (tid, name, cpus) in threads {
+        for (field, value) in [
+            ("Name", name.as_str()),
+            ("Cpus_allowed_list", cpus.as_str()),
+            ("Mems_allowed_list", mems.as_str()),
+        ] {
+            text.push_str(&format!(
+                "/proc/{pid}/task/{tid}/status:{field}:\t{value}\n"
+            ));
+        }
+    }
+    HostView {
+        domain_xml: xml.to_string(),
+        threads: Some(text),
+    }
 }
 
 /// A console that prints the given lines with the nonce filled in.
@@ -147,6 +200,7 @@ fn push(state: &Arc<Mutex<State>>, line: String) {
 
 struct FakeGuest {
     name: String,
+    xml: String,
     nonce: String,
     script: Mutex<Script>,
     destroyed: Mutex<bool>,
@@ -249,6 +303,18 @@ impl Guest for FakeGuest {
         match &s.active_error {
             Some(e) => Err(e.clone()),
             None => Ok(s.alive),
+        }
+    }
+
+    fn host_view(&self) -> Result<HostView, HostError> {
+        push(&self.state, format!("host-view {}", self.name));
+        let s = self
+            .script
+            .lock()
+            .map_err(|_| HostError::other("fake", "poisoned"))?;
+        match &s.host_view {
+            Some(v) => v.clone(),
+            None => Ok(honoured(&self.xml)),
         }
     }
 
@@ -384,6 +450,7 @@ impl Host for FakeHost {
         push(&self.state, format!("start {}", dom.name));
         Ok(Arc::new(FakeGuest {
             name: dom.name,
+            xml: xml.to_string(),
             nonce,
             script: Mutex::new(script),
             destroyed: Mutex::new(false),

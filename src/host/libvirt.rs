@@ -27,10 +27,10 @@ use virt::storage_vol::StorageVol;
 use virt::stream::Stream;
 
 use super::{
-    volume_name, Artifact, ArtifactStore, ConsoleSource, Guest, Host, HostError, HostFacts,
-    OwnedDomain, PruneOutcome, PrunedArtifact, Staged, StoreStatus, Transfer, Version,
-    COMPLETE_SUFFIX, DEFAULT_POOL, DEFAULT_POOL_DIR, VIR_ERR_NO_DOMAIN, VIR_ERR_NO_STORAGE_POOL,
-    VIR_ERR_NO_STORAGE_VOL, VIR_ERR_NO_SUPPORT, VIR_ERR_OPERATION_FAILED,
+    is_local_uri, volume_name, Artifact, ArtifactStore, ConsoleSource, Guest, Host, HostError,
+    HostFacts, HostView, OwnedDomain, PruneOutcome, PrunedArtifact, Staged, StoreStatus, Transfer,
+    Version, COMPLETE_SUFFIX, DEFAULT_POOL, DEFAULT_POOL_DIR, VIR_ERR_NO_DOMAIN,
+    VIR_ERR_NO_STORAGE_POOL, VIR_ERR_NO_STORAGE_VOL, VIR_ERR_NO_SUPPORT, VIR_ERR_OPERATION_FAILED,
     VIR_ERR_OPERATION_INVALID, VIR_ERR_STORAGE_VOL_EXIST, VOLUME_PREFIX,
 };
 use crate::xml::domain::METADATA_NS;
@@ -307,6 +307,27 @@ impl Guest for LibvirtGuest {
             Err(e) if e.is_no_domain() => Ok(false),
             other => other,
         }
+    }
+
+    fn host_view(&self) -> Result<HostView, HostError> {
+        // flags 0: the running domain's definition, with what libvirt filled in.
+        let domain_xml = self
+            .dom
+            .get_xml_desc(0)
+            .map_err(herr(format!("cannot read the live XML of {}", self.name)))?;
+        // QEMU's /proc is on this machine only through a local connection.
+        let threads = if is_local_uri(&self.uri) {
+            Some(super::proc::qemu_threads_in(
+                std::path::Path::new("/proc"),
+                &self.name,
+            )?)
+        } else {
+            None
+        };
+        Ok(HostView {
+            domain_xml,
+            threads,
+        })
     }
 
     fn destroy(&self) -> Result<(), HostError> {

@@ -15,6 +15,7 @@
 //!   content, and the domain XML names the volume's path.
 
 pub mod libvirt;
+pub mod proc;
 
 pub use libvirt::Libvirt;
 
@@ -25,7 +26,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::model::{Accel, AccelChoice};
+use crate::model::{Accel, AccelChoice, CpuSet, NodeSet, Topology};
 use crate::observe::capabilities::{self, Capabilities};
 use crate::observe::domcaps::DomainCaps;
 
@@ -153,6 +154,26 @@ pub trait Guest: Send + Sync {
     /// # Errors
     /// When it may still exist afterwards.
     fn destroy(&self) -> Result<(), HostError>;
+    /// Where the host placed it while it runs: libvirt's live domain XML
+    /// and, through a local connection, QEMU's threads.
+    ///
+    /// # Errors
+    /// When libvirt cannot give the live XML, or QEMU's threads cannot be
+    /// read through a local connection.
+    fn host_view(&self) -> Result<HostView, HostError>;
+}
+
+/// What the host shows of a running domain: where its pinning and memory
+/// policy live. The texts are the capture files
+/// [`crate::capture::HOST_DOMAIN`] and [`crate::capture::HOST_THREADS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostView {
+    /// The live domain XML (virDomainGetXMLDesc; `virsh dumpxml`).
+    pub domain_xml: String,
+    /// QEMU's threads as `grep -E '^(Name|Cpus_allowed_list|Mems_allowed_list):'
+    /// /proc/PID/task/*/status` prints them; `None` through a remote
+    /// connection, where QEMU's `/proc` is on another machine.
+    pub threads: Option<String>,
 }
 
 /// A file a domain boots from (kernel, initramfs, disk image), named by
@@ -430,6 +451,10 @@ pub const QEMU_DEVICES: &[QemuDevice] = &[
         since: Version(2, 7, 0),
     },
     QemuDevice {
+        name: "virtio-iommu-pci",
+        since: Version(5, 0, 0),
+    },
+    QemuDevice {
         name: "e1000e",
         since: Version(2, 7, 0),
     },
@@ -548,6 +573,95 @@ impl HostFacts {
     /// Host memory in MiB (from its NUMA cells).
     pub fn memory_mib(&self) -> u64 {
         self.caps.memory_kib() / 1024
+    }
+
+    /// Why this host cannot honour a topology's `[tuning]` (empty when it
+    /// can): host CPUs, NUMA nodes or huge pages it does not have, as its
+    /// capabilities say. Huge pages count what each node has reserved (the
+    /// capabilities give totals, not what is free).
+    pub fn cannot_honour(&self, t: &Topology) -> Vec<String> {
+        let Some(tuning) = &t.profile.tuning else {
+            return Vec::new();
+        };
+        let mut why = Vec::new();
+        let cells = &self.caps.cells;
+        let host_cpus = CpuSet::from_cpus(cells.iter().flat_map(|c| c.cpus.iter().map(|x| x.id)));
+        let host_nodes = NodeSet::from_nodes(cells.iter().map(|c| c.id));
+        let mut pinned: Vec<(String, &CpuSet)> = tuning
+            .vcpupin
+            .iter()
+            .map(|(v, c)| (format!("vCPU {v}"), c))
+            .collect();
+        if let Some(e) = &tuning.emulatorpin {
+            pinned.push(("the emulator threads".into(), e));
+        }
+        for (what, set) in pinned {
+            let missing: Vec<String> = set
+                .iter()
+                .filter(|c| !host_cpus.contains(*c))
+                .map(|c| c.to_string())
+                .collect();
+            if !missing.is_empty() {
+                why.push(format!(
+                    "{what} is pinned to host CPU {} but the host has CPUs {}",
+                    missing.join(", "),
+                    if host_cpus.is_empty() {
+                        "unknown to libvirt".to_string()
+                    } else {
+                        host_cpus.to_string()
+                    }
+                ));
+            }
+        }
+        let mut policies: Vec<(String, &NodeSet)> = Vec::new();
+        if let Some(n) = &tuning.numatune {
+            policies.push(("numatune".into(), &n.nodeset));
+        }
+        for (cell, n) in &tuning.memnodes {
+            policies.push((format!("cell {cell}'s memnode"), &n.nodeset));
+        }
+        for (what, set) in policies {
+            let missing: Vec<String> = set
+                .iter()
+                .filter(|n| !host_nodes.contains(*n))
+                .map(|n| n.to_string())
+                .collect();
+            if !missing.is_empty() {
+                why.push(format!(
+                    "{what} asks for host node {} but the host has nodes {}",
+                    missing.join(", "),
+                    if host_nodes.is_empty() {
+                        "unknown to libvirt".to_string()
+                    } else {
+                        host_nodes.to_string()
+                    }
+                ));
+            }
+        }
+        for (cell, size) in &tuning.hugepages {
+            let nodes = tuning
+                .memnodes
+                .get(cell)
+                .map(|p| &p.nodeset)
+                .or(tuning.numatune.as_ref().map(|p| &p.nodeset));
+            let have: u64 = cells
+                .iter()
+                .filter(|c| nodes.map_or(true, |n| n.contains(c.id)))
+                .filter_map(|c| c.pages_of(size.kib()))
+                .sum();
+            let need = t
+                .profile
+                .nodes
+                .get(cell.0 as usize)
+                .map_or(0, |n| n.memory.kib() / size.kib());
+            if have < need {
+                why.push(format!(
+                    "cell {cell} needs {need} host {size} pages{}; the host has {have} reserved (vm.nr_hugepages)",
+                    nodes.map(|n| format!(" on host nodes {n}")).unwrap_or_default()
+                ));
+            }
+        }
+        why
     }
 }
 
@@ -789,6 +903,46 @@ mod tests {
         ] {
             assert!(!is_local_uri(u), "{u}");
         }
+    }
+
+    #[test]
+    fn tuning_this_host_can_honour_or_not() {
+        let f = facts(CI, Version(10, 0, 2));
+        let topo = |name: &str| {
+            crate::resolve::resolve(&crate::front::load_profile_arg(name).unwrap()).unwrap()
+        };
+        assert!(f.cannot_honour(&topo("pinned")).is_empty());
+        assert!(f.cannot_honour(&topo("reference")).is_empty());
+        let text = crate::front::SHIPPED
+            .iter()
+            .find(|(n, _)| *n == "pinned")
+            .unwrap()
+            .1;
+        let big =
+            text.replace(
+                "vcpus = \"1\"\ncpus = \"1\"",
+                "vcpus = \"1\"\ncpus = \"63\"",
+            )
+            .replace(
+                "nodeset = \"0\"\n\n[[tuning.memnode]]",
+                "nodeset = \"0-1\"\n\n[[tuning.memnode]]",
+            ) + "\n[[tuning.hugepages]]\ncell = 0\nsize = \"2M\"\n";
+        let t = crate::resolve::resolve(&crate::load_profile_str(&big, "big").unwrap()).unwrap();
+        let why = f.cannot_honour(&t);
+        assert_eq!(why.len(), 3, "{why:?}");
+        assert_eq!(
+            why[0],
+            "vCPU 1 is pinned to host CPU 63 but the host has CPUs 0-1"
+        );
+        assert_eq!(
+            why[1],
+            "numatune asks for host node 1 but the host has nodes 0"
+        );
+        assert!(
+            why[2].starts_with("cell 0 needs 512 host 2M pages on host nodes 0; the host has 0"),
+            "{}",
+            why[2]
+        );
     }
 
     #[test]

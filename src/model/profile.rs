@@ -4,7 +4,9 @@
 
 use std::fmt;
 
-use crate::model::types::{Bytes, CpuSet, NodeId, PciId};
+use std::collections::BTreeMap;
+
+use crate::model::types::{Bytes, CpuSet, HugePageSize, NodeId, NodeSet, PciId};
 
 /// Most vCPUs a profile may ask for (more needs x2APIC and eim).
 pub const MAX_VCPUS: u32 = 255;
@@ -30,6 +32,16 @@ pub const MAX_IO_BAR_NICS: usize = 14;
 pub const MAX_CMDLINE_EXTRA: usize = 1024;
 /// Longest accepted description.
 pub const MAX_DESCRIPTION: usize = 4096;
+/// Memory a node keeps for its kernel beside its huge pages (2M pages may
+/// take the rest).
+pub const HUGEPAGES_KEEP: Bytes = Bytes::from_mib(128);
+/// Memory a node keeps beside its 1 GiB pages: each needs a whole free
+/// aligned GiB at boot, and the kernel puts its own per-node data at the top
+/// of the node, so the last GiB is never one.
+pub const GIGANTIC_KEEP: Bytes = Bytes::from_mib(1024);
+/// Highest HMAT latency (ns) and bandwidth (MiB/s) a profile may give: QEMU
+/// writes every entry of the table as a 16-bit multiple of one base unit.
+pub const MAX_HMAT_VALUE: u32 = 65534;
 
 /// A NIC model nestlab can emulate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -137,6 +149,43 @@ impl std::str::FromStr for GuestKindId {
     }
 }
 
+/// The virtual IOMMU model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IommuModel {
+    /// Intel VT-d (QEMU intel-iommu): the kernel says so with its DMAR line.
+    Intel,
+    /// virtio-iommu (QEMU virtio-iommu-pci, a PCI device on pcie-root;
+    /// endpoints described by the ACPI VIOT table).
+    Virtio,
+}
+
+impl IommuModel {
+    /// The name in profiles and libvirt's `<iommu model>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IommuModel::Intel => "intel",
+            IommuModel::Virtio => "virtio",
+        }
+    }
+    /// The QEMU device that implements it (for capability checks).
+    pub fn qemu_device(self) -> &'static str {
+        match self {
+            IommuModel::Intel => "intel-iommu",
+            IommuModel::Virtio => "virtio-iommu-pci",
+        }
+    }
+}
+
+impl fmt::Display for IommuModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The PCI id of QEMU's virtio-iommu-pci (modern virtio, device 23).
+pub const VIRTIO_IOMMU_ID: PciId = PciId::new(0x1af4, 0x1057);
+
 /// The PCI id of an igb virtual function.
 pub const IGB_VF_ID: PciId = PciId::new(0x8086, 0x10ca);
 
@@ -169,6 +218,14 @@ pub struct Profile {
     pub nested: Vec<DeviceRef>,
     /// Commands to run once the topology is verified, in order.
     pub workloads: Vec<crate::model::Workload>,
+    /// The CPU topology (`[cpu]`); none = libvirt's default of one core
+    /// per socket.
+    pub cpu: Option<CpuTopology>,
+    /// HMAT latencies and bandwidths between initiator and target nodes, in
+    /// file order (the order decides a memory-only node's initiator).
+    pub interconnects: Vec<Interconnect>,
+    /// Host-side placement (`[tuning]`).
+    pub tuning: Option<Tuning>,
     /// `sha256:<hex>` of the profile text.
     pub content_hash: String,
 }
@@ -178,24 +235,174 @@ pub struct Profile {
 pub struct Node {
     /// Its id.
     pub id: NodeId,
-    /// Its vCPUs.
+    /// Its vCPUs (empty: a memory-only node, like CXL or HBM memory).
     pub cpus: CpuSet,
     /// Its memory.
     pub memory: Bytes,
     /// Its row of the distance matrix, when the profile gives one.
     pub distances: Option<Vec<u32>>,
+    /// Huge pages the guest kernel reserves on it at boot, by size.
+    pub hugepages: BTreeMap<HugePageSize, u64>,
+}
+
+impl Node {
+    /// Whether it has memory and no CPU.
+    pub fn memory_only(&self) -> bool {
+        self.cpus.is_empty()
+    }
+}
+
+/// `[cpu]`: sockets x dies x cores x threads = vcpus. QEMU numbers vCPUs
+/// threads first: vCPU i is thread `i % threads` of core
+/// `(i / threads) % cores` of die `(i / (threads * cores)) % dies` of
+/// socket `i / (threads * cores * dies)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CpuTopology {
+    /// Sockets (physical packages).
+    pub sockets: u32,
+    /// Dies per socket.
+    pub dies: u32,
+    /// Cores per die.
+    pub cores: u32,
+    /// Threads per core (2 = SMT siblings).
+    pub threads: u32,
+}
+
+/// Where one vCPU sits in a [`CpuTopology`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct VcpuPlace {
+    /// Socket.
+    pub socket: u32,
+    /// Die within the socket.
+    pub die: u32,
+    /// Core within the die.
+    pub core: u32,
+    /// Thread within the core.
+    pub thread: u32,
+}
+
+impl CpuTopology {
+    /// sockets x dies x cores x threads.
+    pub fn product(&self) -> u64 {
+        u64::from(self.sockets)
+            * u64::from(self.dies)
+            * u64::from(self.cores)
+            * u64::from(self.threads)
+    }
+    /// Where vCPU `i` sits (QEMU's numbering, threads first).
+    pub fn place(&self, i: u32) -> VcpuPlace {
+        let t = self.threads.max(1);
+        let c = self.cores.max(1);
+        let d = self.dies.max(1);
+        VcpuPlace {
+            thread: i % t,
+            core: (i / t) % c,
+            die: (i / (t * c)) % d,
+            socket: i / (t * c * d),
+        }
+    }
+    /// The vCPUs of vCPU `i`'s core, itself included: its SMT siblings.
+    pub fn siblings(&self, i: u32) -> CpuSet {
+        let t = self.threads.max(1);
+        let first = i - i % t;
+        CpuSet::from_cpus(first..first + t)
+    }
+}
+
+/// An HMAT entry: what memory of `target` costs CPUs of `initiator`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Interconnect {
+    /// The node whose CPUs access (it has CPUs).
+    pub initiator: NodeId,
+    /// The node whose memory is accessed.
+    pub target: NodeId,
+    /// Access latency in nanoseconds.
+    pub latency_ns: Option<u32>,
+    /// Access bandwidth in MiB/s.
+    pub bandwidth_mib_s: Option<u32>,
+}
+
+/// libvirt's `<numatune>` memory modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NumaMode {
+    /// Memory only from the nodeset (cgroup cpuset.mems).
+    Strict,
+    /// Memory from the one node first.
+    Preferred,
+    /// Memory spread over the nodeset.
+    Interleave,
+    /// Like strict, through cgroups only (no policy on the process).
+    Restrictive,
+}
+
+impl NumaMode {
+    /// Every mode.
+    pub const ALL: [NumaMode; 4] = [
+        NumaMode::Strict,
+        NumaMode::Preferred,
+        NumaMode::Interleave,
+        NumaMode::Restrictive,
+    ];
+    /// The name in profiles and libvirt's XML.
+    pub fn name(self) -> &'static str {
+        match self {
+            NumaMode::Strict => "strict",
+            NumaMode::Preferred => "preferred",
+            NumaMode::Interleave => "interleave",
+            NumaMode::Restrictive => "restrictive",
+        }
+    }
+    /// Whether libvirt confines QEMU's memory to the nodeset through the
+    /// cpuset cgroup (so QEMU's threads show it as `Mems_allowed_list`).
+    pub fn confines_threads(self) -> bool {
+        matches!(self, NumaMode::Strict | NumaMode::Restrictive)
+    }
+}
+
+impl fmt::Display for NumaMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `[tuning]`: where the virtual host's vCPUs, QEMU's other threads and its
+/// memory go on the host. Host numbers, checked on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Tuning {
+    /// vCPU -> the host CPUs it may run on (`<vcpupin>`), by vCPU.
+    pub vcpupin: BTreeMap<u32, CpuSet>,
+    /// Host CPUs of QEMU's other threads (`<emulatorpin>`).
+    pub emulatorpin: Option<CpuSet>,
+    /// The memory policy of the whole domain (`<numatune><memory>`).
+    pub numatune: Option<NumaPolicy>,
+    /// Per guest cell (`<numatune><memnode>`), by cell.
+    pub memnodes: BTreeMap<NodeId, NumaPolicy>,
+    /// Guest cells backed by host huge pages (`<memoryBacking>`), by cell.
+    pub hugepages: BTreeMap<NodeId, HugePageSize>,
+}
+
+/// A memory mode and the host nodes it applies to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NumaPolicy {
+    /// The mode.
+    pub mode: NumaMode,
+    /// Host NUMA nodes.
+    pub nodeset: NodeSet,
 }
 
 /// The virtual IOMMU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Iommu {
-    /// Interrupt remapping.
+    /// The model.
+    pub model: IommuModel,
+    /// Interrupt remapping (Intel only).
     pub intremap: bool,
-    /// Caching mode.
+    /// Caching mode (Intel only).
     pub caching_mode: bool,
-    /// Extended interrupt mode.
+    /// Extended interrupt mode (Intel only).
     pub eim: bool,
-    /// Device IOTLB.
+    /// Device IOTLB (Intel only).
     pub iotlb: bool,
 }
 

@@ -26,6 +26,21 @@ pub struct Topology {
     /// Host folders shared into the guest (the workloads' and the artifacts
     /// folder), each a PCI device behind a root port of its own on pcie-root.
     pub shares: Vec<ShareDevice>,
+    /// The virtio IOMMU's PCI device on pcie-root, when the profile has one.
+    pub iommu_device: Option<IommuDevice>,
+    /// With HMAT on (the profile has interconnects): each node's initiator,
+    /// by node id. A node with CPUs is its own; a memory-only node's is the
+    /// initiator of the first interconnect targeting it (libvirt's rule).
+    pub initiators: Vec<NodeId>,
+}
+
+/// The PCI device of a virtio IOMMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct IommuDevice {
+    /// Its slot on pcie-root.
+    pub slot: u8,
+    /// Where the guest sees it (00:slot.0).
+    pub guest_bdf: Bdf,
 }
 
 /// How a folder is shared.

@@ -99,86 +99,195 @@ impl CpuSet {
 impl FromStr for CpuSet {
     type Err = TypeError;
     fn from_str(s: &str) -> Result<Self, TypeError> {
-        let s = s.trim();
-        if s.is_empty() {
-            return err("empty cpuset");
+        parse_id_set(s, "CPU").map(CpuSet)
+    }
+}
+
+/// Reads the kernel's list syntax (`0-3,6`) into a set of numbers up to
+/// [`CPU_MAX`]; `noun` names what the numbers are in errors (`CPU`, `node`).
+fn parse_id_set(s: &str, noun: &str) -> Result<BTreeSet<u32>, TypeError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return err(format!("empty {}set", noun.to_ascii_lowercase()));
+    }
+    // A bitmap while parsing: "0-4095,0-4095,..." repeated must not cost
+    // a set insert per number per range.
+    let mut bits = [0u64; (CPU_MAX as usize + 1) / 64];
+    let mut mark = |a: u32, b: u32| {
+        let mut cpu = a;
+        while cpu <= b {
+            let (w, bit) = (cpu as usize / 64, cpu % 64);
+            if bit == 0 && cpu + 63 <= b {
+                bits[w] = u64::MAX;
+                cpu += 64;
+            } else {
+                bits[w] |= 1 << bit;
+                cpu += 1;
+            }
         }
-        // A bitmap while parsing: "0-4095,0-4095,..." repeated must not cost
-        // a set insert per CPU per range.
-        let mut bits = [0u64; (CPU_MAX as usize + 1) / 64];
-        let mut mark = |a: u32, b: u32| {
-            let mut cpu = a;
-            while cpu <= b {
-                let (w, bit) = (cpu as usize / 64, cpu % 64);
-                if bit == 0 && cpu + 63 <= b {
-                    bits[w] = u64::MAX;
-                    cpu += 64;
-                } else {
-                    bits[w] |= 1 << bit;
-                    cpu += 1;
-                }
+    };
+    for part in s.split(',') {
+        let part = part.trim();
+        let num = |t: &str| -> Result<u32, TypeError> {
+            let t = t.trim();
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return err(format!("'{part}' is not a {noun} number or range like 0-3"));
+            }
+            match t.parse::<u32>() {
+                Ok(n) if n <= CPU_MAX => Ok(n),
+                _ => err(format!("{noun} {t} is above the limit of {CPU_MAX}")),
             }
         };
-        for part in s.split(',') {
-            let part = part.trim();
-            let num = |t: &str| -> Result<u32, TypeError> {
-                let t = t.trim();
-                if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-                    return err(format!("'{part}' is not a CPU number or range like 0-3"));
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return err(format!("range '{part}' runs backwards"));
                 }
-                match t.parse::<u32>() {
-                    Ok(n) if n <= CPU_MAX => Ok(n),
-                    _ => err(format!("CPU {t} is above the limit of {CPU_MAX}")),
-                }
-            };
-            match part.split_once('-') {
-                Some((a, b)) => {
-                    let (a, b) = (num(a)?, num(b)?);
-                    if a > b {
-                        return err(format!("range '{part}' runs backwards"));
-                    }
-                    mark(a, b);
-                }
-                None => {
-                    let n = num(part)?;
-                    mark(n, n);
-                }
+                mark(a, b);
+            }
+            None => {
+                let n = num(part)?;
+                mark(n, n);
             }
         }
-        let set: BTreeSet<u32> = (0..=CPU_MAX)
-            .filter(|&c| bits[c as usize / 64] & (1 << (c % 64)) != 0)
-            .collect();
-        Ok(CpuSet(set))
     }
+    Ok((0..=CPU_MAX)
+        .filter(|&c| bits[c as usize / 64] & (1 << (c % 64)) != 0)
+        .collect())
+}
+
+/// Writes a set in the kernel's list syntax, ranges collapsed: `0-3,6`.
+fn fmt_id_set(ids: &BTreeSet<u32>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let cpus: Vec<u32> = ids.iter().copied().collect();
+    let mut first = true;
+    let mut i = 0;
+    while i < cpus.len() {
+        let start = cpus[i];
+        let mut end = start;
+        while i + 1 < cpus.len() && cpus[i + 1] == end + 1 {
+            i += 1;
+            end = cpus[i];
+        }
+        if !first {
+            f.write_str(",")?;
+        }
+        first = false;
+        if start == end {
+            write!(f, "{start}")?;
+        } else {
+            write!(f, "{start}-{end}")?;
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 impl fmt::Display for CpuSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cpus: Vec<u32> = self.iter().collect();
-        let mut first = true;
-        let mut i = 0;
-        while i < cpus.len() {
-            let start = cpus[i];
-            let mut end = start;
-            while i + 1 < cpus.len() && cpus[i + 1] == end + 1 {
-                i += 1;
-                end = cpus[i];
-            }
-            if !first {
-                f.write_str(",")?;
-            }
-            first = false;
-            if start == end {
-                write!(f, "{start}")?;
-            } else {
-                write!(f, "{start}-{end}")?;
-            }
-            i += 1;
-        }
-        Ok(())
+        fmt_id_set(&self.0, f)
     }
 }
 serde_via_str!(CpuSet);
+
+/// A set of NUMA node numbers in the kernel's list syntax (`0-1,3`): host
+/// nodes in `[tuning]` (libvirt's `nodeset`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct NodeSet(BTreeSet<u32>);
+
+impl NodeSet {
+    /// A set from node numbers.
+    pub fn from_nodes(nodes: impl IntoIterator<Item = u32>) -> Self {
+        NodeSet(nodes.into_iter().collect())
+    }
+    /// The nodes in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().copied()
+    }
+    /// Number of nodes in the set.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// True when the set holds no node.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// True when `node` is in the set.
+    pub fn contains(&self, node: u32) -> bool {
+        self.0.contains(&node)
+    }
+}
+
+impl FromStr for NodeSet {
+    type Err = TypeError;
+    fn from_str(s: &str) -> Result<Self, TypeError> {
+        parse_id_set(s, "node").map(NodeSet)
+    }
+}
+
+impl fmt::Display for NodeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_id_set(&self.0, f)
+    }
+}
+serde_via_str!(NodeSet);
+
+/// A huge page size of x86-64: 2 MiB or 1 GiB, written `2M` and `1G` as in
+/// the kernel's `hugepagesz=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HugePageSize {
+    /// 2 MiB pages (`hugepages-2048kB` in sysfs).
+    M2,
+    /// 1 GiB "gigantic" pages (`hugepages-1048576kB`).
+    G1,
+}
+
+impl HugePageSize {
+    /// Both sizes, smallest first.
+    pub const ALL: [HugePageSize; 2] = [HugePageSize::M2, HugePageSize::G1];
+    /// The size in KiB: 2048 or 1048576 (sysfs names the directories by it).
+    pub const fn kib(self) -> u64 {
+        match self {
+            HugePageSize::M2 => 2048,
+            HugePageSize::G1 => 1024 * 1024,
+        }
+    }
+    /// The size as a [`Bytes`].
+    pub const fn bytes(self) -> Bytes {
+        Bytes::from_kib(self.kib())
+    }
+    /// The size with a kB suffix, as sysfs and the check ids write it: `2048kB`.
+    pub fn sysfs_name(self) -> String {
+        format!("{}kB", self.kib())
+    }
+    /// The size for the size with `kib` KiB.
+    pub fn from_kib(kib: u64) -> Option<HugePageSize> {
+        HugePageSize::ALL.into_iter().find(|s| s.kib() == kib)
+    }
+}
+
+impl fmt::Display for HugePageSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HugePageSize::M2 => "2M",
+            HugePageSize::G1 => "1G",
+        })
+    }
+}
+
+impl FromStr for HugePageSize {
+    type Err = TypeError;
+    fn from_str(s: &str) -> Result<Self, TypeError> {
+        match s.trim() {
+            "2M" => Ok(HugePageSize::M2),
+            "1G" => Ok(HugePageSize::G1),
+            other => err(format!(
+                "unknown huge page size '{other}': x86-64 has \"2M\" and \"1G\""
+            )),
+        }
+    }
+}
+serde_via_str!(HugePageSize);
 
 /// A memory size, kept in KiB (the unit libvirt speaks). Written as an
 /// integer and a unit: `4096000 KiB`, `2000 MiB`, `8 GiB`.
@@ -449,6 +558,29 @@ mod tests {
         assert!("0-99999".parse::<CpuSet>().is_err());
         assert!("-1".parse::<CpuSet>().is_err());
         assert!("1,,2".parse::<CpuSet>().is_err());
+        let n: NodeSet = "0-1,3".parse().unwrap();
+        assert_eq!(n.to_string(), "0-1,3");
+        assert!(n.contains(3) && !n.contains(2));
+        assert_eq!(
+            "x".parse::<NodeSet>().unwrap_err().0,
+            "'x' is not a node number or range like 0-3"
+        );
+        assert_eq!(
+            "x".parse::<CpuSet>().unwrap_err().0,
+            "'x' is not a CPU number or range like 0-3"
+        );
+    }
+
+    #[test]
+    fn huge_page_sizes() {
+        assert_eq!("2M".parse::<HugePageSize>().unwrap().kib(), 2048);
+        assert_eq!(
+            "1G".parse::<HugePageSize>().unwrap().sysfs_name(),
+            "1048576kB"
+        );
+        assert!("2MB".parse::<HugePageSize>().is_err());
+        assert_eq!(HugePageSize::from_kib(2048), Some(HugePageSize::M2));
+        assert_eq!(HugePageSize::G1.to_string(), "1G");
     }
 
     #[test]

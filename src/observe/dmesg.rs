@@ -15,6 +15,10 @@ pub const IOMMU_ACTIVE: &str = "DMAR: Intel(R) Virtualization Technology for Dir
 pub const IOMMU_ENABLED: &str = "DMAR: IOMMU enabled";
 /// Interrupt remapping is on (`... in x2apic mode` / `... in xapic mode`).
 pub const IRQ_REMAPPING: &str = "DMAR-IR: Enabled IRQ remapping";
+/// The virtio-iommu driver's probe line
+/// (`virtio_iommu virtio0: input address: 39 bits`): the driver bound to the
+/// device and registered the IOMMU.
+pub const VIRTIO_IOMMU_PROBED: (&str, &str) = ("virtio_iommu ", ": input address:");
 
 /// One kernel message, without timestamp or level.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +38,9 @@ pub struct DmesgFacts {
     pub iommu_enabled: bool,
     /// [`IRQ_REMAPPING`] appeared.
     pub irq_remapping: bool,
+    /// The virtio-iommu driver's probe line ([`VIRTIO_IOMMU_PROBED`]).
+    #[serde(default)]
+    pub virtio_iommu_active: bool,
     /// The kernel command line (`Command line:`, else `Kernel command line:`).
     pub command_line: Option<String>,
     /// Lines about a kernel panic (`Kernel panic - not syncing: ...`).
@@ -63,6 +70,9 @@ pub fn parse(input: &str) -> DmesgFacts {
         }
         if msg.contains(IRQ_REMAPPING) {
             f.irq_remapping = true;
+        }
+        if msg.contains(VIRTIO_IOMMU_PROBED.0) && msg.contains(VIRTIO_IOMMU_PROBED.1) {
+            f.virtio_iommu_active = true;
         }
         if let Some(rest) = msg.strip_prefix("Kernel command line:") {
             kernel_cmdline.get_or_insert_with(|| rest.trim().to_string());
@@ -162,6 +172,14 @@ mod tests {
             "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)"
         );
         assert!(!f.iommu_active);
+    }
+
+    #[test]
+    fn virtio_iommu_probe_line() {
+        let f = parse(fixture!("virtio-iommu.txt"));
+        assert!(f.virtio_iommu_active && !f.iommu_active && !f.iommu_enabled);
+        assert!(!parse(fixture!("seed.txt")).virtio_iommu_active);
+        assert!(!parse("[ 1.0] virtio_iommu: loading\n").virtio_iommu_active);
     }
 
     #[test]

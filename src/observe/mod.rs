@@ -34,8 +34,13 @@ use serde::{Deserialize, Serialize};
 use crate::model::Bdf;
 
 pub mod capabilities;
+pub mod cpu_topology;
 pub mod dmesg;
 pub mod domcaps;
+pub mod hmat;
+pub mod host_domain;
+pub mod host_threads;
+pub mod hugepages;
 pub mod iommu;
 pub mod kvm;
 pub mod lspci;
@@ -168,6 +173,21 @@ pub struct Observed {
     /// The last lines of each workload's output (`workload-<name>.log`).
     #[serde(default)]
     pub workload_tails: BTreeMap<String, Vec<String>>,
+    /// `cpu-topology.txt`: each CPU's package, die, core and siblings.
+    #[serde(default)]
+    pub cpu_topology: Option<cpu_topology::CpuTopologyFacts>,
+    /// `hugepages.txt`: huge pages per node and size.
+    #[serde(default)]
+    pub hugepages: Option<hugepages::HugepageCounts>,
+    /// `hmat.txt`: each memory node's initiator, latency and bandwidth.
+    #[serde(default)]
+    pub hmat: Option<hmat::HmatFacts>,
+    /// `host-domain.xml`: libvirt's live view of the domain's placement.
+    #[serde(default)]
+    pub host_domain: Option<host_domain::LiveDomain>,
+    /// `host-threads.txt`: QEMU's threads on the host.
+    #[serde(default)]
+    pub host_threads: Option<host_threads::QemuThreads>,
 }
 
 /// Lines of a workload's output a report shows.
@@ -378,6 +398,17 @@ mod tests {
         fx!("kvm/absent-gnu.txt"),
         fx!("kvm/regular-file.txt"),
         fx!("kvm/empty.txt"),
+        fx!("cpu_topology/smt-6.12.txt"),
+        fx!("cpu_topology/cern-6.1-tcg-no-smt.txt"),
+        fx!("cpu_topology/two-sockets-6.1.txt"),
+        fx!("hugepages/cern-6.12.txt"),
+        fx!("hmat/memory-only-6.1.txt"),
+        fx!("hugepages/two-sizes-three-nodes.txt"),
+        fx!("hmat/memory-only-6.12.txt"),
+        fx!("hmat/no-hmat-busybox.txt"),
+        fx!("host_domain/pinned-libvirt-11.3.xml"),
+        fx!("host_threads/pinned-tcg.txt"),
+        fx!("dmesg/virtio-iommu.txt"),
     ];
 
     fn fixture(path: &str) -> &'static str {
@@ -409,6 +440,11 @@ mod tests {
         let _ = pci_numa::parse(input);
         let _ = dmesg::parse(input);
         let _ = kvm::parse(input);
+        let _ = cpu_topology::parse(input);
+        let _ = hugepages::parse(input);
+        let _ = hmat::parse(input);
+        let _ = host_domain::parse(input);
+        let _ = host_threads::parse(input);
     }
 
     /// xorshift64*, so the noise tests are repeatable without a dependency.

@@ -25,7 +25,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{missing_devices, run_profile, BootError, Progress, RunOptions};
+use super::{run_profile, unmet, BootError, Progress, RunOptions};
 use crate::guest::GuestKind;
 use crate::host::{Host, HostError, HostFacts};
 use crate::model::{Accel, AccelChoice, Topology};
@@ -114,8 +114,10 @@ pub fn host_slots(facts: &HostFacts, jobs_per_host: Option<usize>) -> usize {
 
 /// Runs every job, `parallel` at a time, on `host` with guests of `kind`.
 /// `template` gives the options every run shares (its `dir` is replaced
-/// by each job's). A profile whose devices the host's QEMU lacks is not
-/// booted: its report says `skipped` and why.
+/// by each job's). A profile the host or the guest kind cannot run
+/// ([`unmet`]: devices the host's QEMU lacks, a guest kernel without the
+/// virtio IOMMU's driver, `[tuning]` the host cannot honour) is not booted:
+/// its report says `skipped` and why.
 ///
 /// Returns the reports in the order of `jobs`, or, when `cancel` finished
 /// first, its output, after every domain in flight was destroyed.
@@ -232,15 +234,14 @@ pub async fn run_pool<C: Future>(
             let able: Vec<usize> = (0..members.len())
                 .filter(|&h| members[h].usable())
                 .filter(|&h| {
-                    members[h]
-                        .facts
-                        .as_ref()
-                        .is_some_and(|f| missing_devices(&job.topology, f).is_empty())
+                    members[h].facts.as_ref().is_some_and(|f| {
+                        unmet(&job.topology, f, kind.as_ref(), members[h].accel).is_empty()
+                    })
                 })
                 .collect();
             if able.is_empty() {
                 pending.remove(k);
-                let r = nobody_can_run(&job.topology, &members, single);
+                let r = nobody_can_run(&job.topology, &members, kind.as_ref(), single);
                 progress(
                     &r.profile,
                     Progress::Verdict {
@@ -289,7 +290,7 @@ pub async fn run_pool<C: Future>(
         if set.is_empty() {
             // Nothing runs: whatever still waits has no host that can take it.
             for j in pending.drain(..) {
-                let r = nobody_can_run(&jobs[j].topology, &members, single);
+                let r = nobody_can_run(&jobs[j].topology, &members, kind.as_ref(), single);
                 progress(
                     &r.profile,
                     Progress::Verdict {
@@ -392,22 +393,23 @@ fn member(
 }
 
 /// The report of a profile no usable host can run: skipped when the hosts
-/// lack a device it needs, an error when no host is left at all.
-fn nobody_can_run(t: &Topology, members: &[Member], single: bool) -> Report {
+/// cannot run it ([`unmet`]: a device their QEMU lacks, what the guest kind
+/// lacks, `[tuning]` they cannot honour), an error when no host is left.
+fn nobody_can_run(t: &Topology, members: &[Member], kind: &dyn GuestKind, single: bool) -> Report {
     let name = &t.profile.name;
     let lacking: Vec<(&Member, Vec<String>)> = members
         .iter()
         .filter(|m| m.usable())
-        .filter_map(|m| m.facts.as_ref().map(|f| (m, missing_devices(t, f))))
-        .filter(|(_, missing)| !missing.is_empty())
+        .filter_map(|m| m.facts.as_ref().map(|f| (m, unmet(t, f, kind, m.accel))))
+        .filter(|(_, why)| !why.is_empty())
         .collect();
     if !lacking.is_empty() {
         let why = if single {
-            format!("this host's QEMU lacks {}", lacking[0].1.join(", "))
+            lacking[0].1.join("; ")
         } else {
             let per: Vec<String> = lacking
                 .iter()
-                .map(|(m, missing)| format!("{}: QEMU lacks {}", m.uri, missing.join(", ")))
+                .map(|(m, why)| format!("{}: {}", m.uri, why.join("; ")))
                 .collect();
             format!("no host of the pool can run it ({})", per.join("; "))
         };

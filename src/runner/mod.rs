@@ -243,6 +243,27 @@ pub fn domain_name(profile: &str, nonce: &Nonce) -> String {
     format!("nestlab-{profile}-{id}")
 }
 
+/// Why a topology cannot run on this host with this guest kind, each
+/// reason a sentence (empty when it can): QEMU devices the host's QEMU
+/// lacks, what the guest kind lacks (a virtio IOMMU without its driver), and
+/// `[tuning]` the host cannot honour. Such a run is skipped, not failed.
+pub fn unmet(t: &Topology, facts: &HostFacts, kind: &dyn GuestKind, accel: Accel) -> Vec<String> {
+    let mut why = Vec::new();
+    let missing = missing_devices(t, facts);
+    if !missing.is_empty() {
+        why.push(format!("this host's QEMU lacks {}", missing.join(", ")));
+    }
+    why.extend(kind.lacks(t, accel));
+    let tuning = facts.cannot_honour(t);
+    if !tuning.is_empty() {
+        why.push(format!(
+            "this host cannot honour [tuning]: {}",
+            tuning.join("; ")
+        ));
+    }
+    why
+}
+
 /// The QEMU devices a topology needs that the host's QEMU lacks, each with
 /// why (see [`crate::host::QEMU_DEVICES`]).
 pub fn missing_devices(t: &Topology, facts: &HostFacts) -> Vec<String> {
@@ -253,8 +274,8 @@ pub fn missing_devices(t: &Topology, facts: &HostFacts) -> Vec<String> {
     if !t.root_ports.is_empty() {
         need.push(("pcie-root-port", "root ports".into()));
     }
-    if t.profile.iommu.is_some() {
-        need.push(("intel-iommu", "the Intel IOMMU".into()));
+    if let Some(i) = t.profile.iommu {
+        need.push((i.model.qemu_device(), format!("the {} IOMMU", i.model)));
     }
     for d in &t.devices {
         need.push((d.model.qemu_device(), format!("{} NICs", d.model)));
@@ -535,7 +556,10 @@ async fn attempt(
         workload::write_gate(root, &word)
     };
     let gate: Option<session::GateKeeper<'_>> = run_folder.as_ref().map(|_| &keeper as _);
-    let booted = session::boot_once(host.clone(), xml, &nonce, opts, progress, gate).await?;
+    // [tuning] lives on the host: read it there while the domain runs.
+    let host_view = t.profile.tuning.is_some();
+    let booted =
+        session::boot_once(host.clone(), xml, &nonce, opts, host_view, progress, gate).await?;
     Ok((booted, expected, staging))
 }
 
@@ -602,10 +626,26 @@ pub async fn run_profile(
         Err(e) => return fail(e),
     };
     let session::Booted {
-        captured,
+        mut captured,
+        host: host_view,
         teardown,
         times,
     } = booted;
+    if let Some(v) = host_view {
+        captured.host = true;
+        let file = |content: String| crate::capture::CapturedFile {
+            content,
+            exit_code: Some(0),
+        };
+        captured
+            .files
+            .insert(crate::capture::HOST_DOMAIN.file.into(), file(v.domain_xml));
+        if let Some(threads) = v.threads {
+            captured
+                .files
+                .insert(crate::capture::HOST_THREADS.file.into(), file(threads));
+        }
+    }
     let judged = (|| {
         captured.write_dir(&opts.dir.join("capture"))?;
         let observed = Observed::from_set(&captured)?;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::guest::agent::{Mode, DEFAULT_NESTED_TIMEOUT_SECS, NESTED_HEARTBEAT_SECS};
+use crate::guest::agent::{Mode, NESTED_HEARTBEAT_SECS};
 use crate::guest::protocol::ConsoleEvent;
 
 /// Which phase a boot is in.
@@ -90,13 +90,17 @@ pub const WORKLOAD_QUIET: Duration =
 
 impl Timeouts {
     /// Seconds one run of the nested guest may take inside the virtual
-    /// host: a quarter of the probe timeout, at least 10 and at most
-    /// [`DEFAULT_NESTED_TIMEOUT_SECS`]. The agent kills a run that takes
-    /// longer and tries once more.
+    /// host: a quarter of the probe timeout
+    /// ([`DEFAULT_NESTED_TIMEOUT_SECS`](crate::guest::agent::DEFAULT_NESTED_TIMEOUT_SECS)
+    /// with the default 180 s), at least 10 and at most
+    /// [`MAX_NESTED_RUN_SECS`]. The agent kills a run that takes longer and
+    /// tries once more. It grows with `--probe-timeout`: on a 2-core TCG
+    /// host shared with other guests (load 10 and more) one nested run was
+    /// seen to take over 45 s.
     pub fn nested_run_secs(&self) -> u32 {
         u32::try_from(self.probe.as_secs() / 4)
             .unwrap_or(u32::MAX)
-            .clamp(10, DEFAULT_NESTED_TIMEOUT_SECS)
+            .clamp(10, MAX_NESTED_RUN_SECS)
     }
 
     /// How long the console may stay quiet in the probe phase: a third of
@@ -117,6 +121,9 @@ impl Timeouts {
         Duration::from_secs(2 * u64::from(self.nested_run_secs()) + 30)
     }
 }
+
+/// The longest one nested run may be given (with `--probe-timeout 1200`).
+pub const MAX_NESTED_RUN_SECS: u32 = 300;
 
 /// How long the console may stay quiet during the nested step, where the
 /// agent prints an `alive` marker every [`NESTED_HEARTBEAT_SECS`].
@@ -363,6 +370,20 @@ mod tests {
         };
         assert_eq!(t.probe_quiet(), secs(10));
         assert_eq!(t.nested_run_secs(), 10);
+        let long = Timeouts {
+            boot: secs(600),
+            probe: secs(600),
+            workloads: Duration::ZERO,
+        };
+        assert_eq!(
+            long.nested_run_secs(),
+            150,
+            "a longer probe timeout, a longer nested run"
+        );
+        assert_eq!(
+            crate::guest::agent::DEFAULT_NESTED_TIMEOUT_SECS,
+            Timeouts::default().nested_run_secs()
+        );
         let t = Timeouts {
             boot: secs(20),
             probe: secs(5),

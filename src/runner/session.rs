@@ -19,7 +19,7 @@ use super::{BootError, Progress, RunOptions};
 use crate::capture::CaptureSet;
 use crate::guest::agent::Mode;
 use crate::guest::protocol::{ConsoleEvent, ConsoleReader, Nonce};
-use crate::host::{ConsoleStream, Guest, Host, HostError};
+use crate::host::{ConsoleStream, Guest, Host, HostError, HostView};
 
 /// How often a console stream that ended while the domain still runs is
 /// reopened before the guest is called dead (libvirt was seen to drop one
@@ -41,6 +41,9 @@ pub(crate) struct BootTimes {
 /// A boot that reached the end of its agent.
 pub(crate) struct Booted {
     pub captured: CaptureSet,
+    /// The host's view of the domain, read after the agent's end and before
+    /// the destroy, when it was asked for.
+    pub host: Option<HostView>,
     pub teardown: Teardown,
     pub times: BootTimes,
 }
@@ -140,17 +143,21 @@ enum Ended {
     Failed(BootError),
 }
 
-/// Boots the domain `xml` once and reads its console until the agent is
-/// done; writes `domain.xml` and `console.log` into `opts.dir`.
 /// Called at the agent's `gate` with what it printed so far; says whether
 /// the workloads run (and writes the word where the agent reads it).
 pub(crate) type GateKeeper<'a> = &'a (dyn Fn(&CaptureSet) -> Result<(), BootError> + Sync);
 
+/// Boots the domain `xml` once and reads its console until the agent is
+/// done; writes `domain.xml` and `console.log` into `opts.dir`. With
+/// `host_view`, reads where the host placed the domain (libvirt's live XML,
+/// QEMU's threads) while it still runs: after the agent's end marker, before
+/// the destroy (the appliance lingers until then).
 pub(crate) async fn boot_once(
     host: Arc<dyn Host>,
     xml: String,
     nonce: &Nonce,
     opts: &RunOptions,
+    host_view: bool,
     progress: &(dyn Fn(Progress) + Sync),
     gate: Option<GateKeeper<'_>>,
 ) -> Result<Booted, BootError> {
@@ -195,6 +202,18 @@ pub(crate) async fn boot_once(
             return Err(e);
         }
     };
+    let view = if host_view && opts.mode == Mode::Probe {
+        let g = guest.clone();
+        match blocking(move || g.host_view()).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                guard.destroy().await?;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     let teardown = if opts.mode == Mode::Shell {
         guard.disarm();
         Teardown::none()
@@ -205,6 +224,7 @@ pub(crate) async fn boot_once(
     match reader.finish() {
         Ok(captured) => Ok(Booted {
             captured,
+            host: view,
             teardown,
             times,
         }),

@@ -3,21 +3,31 @@
 use super::{neither, not_captured};
 use crate::capture;
 use crate::expect::Expected;
+use crate::model::IommuModel;
 use crate::observe::Observed;
 use crate::report::Check;
 
 pub(super) fn check(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
     let groups = o.iommu_groups.as_ref();
-    let dmar = o.dmesg.as_ref().map(|d| d.iommu_active);
+    // The model's own evidence in the kernel log: Intel's DMAR line, or
+    // the virtio-iommu driver's probe line.
+    let evidence = |d: &crate::observe::dmesg::DmesgFacts| match e.iommu {
+        Some(IommuModel::Virtio) => d.virtio_iommu_active,
+        Some(IommuModel::Intel) => d.iommu_active,
+        None => d.iommu_active || d.virtio_iommu_active,
+    };
+    let logged = o.dmesg.as_ref().map(evidence);
     let nonempty = groups.map(|g| !g.is_empty());
-    let active = match (dmar, nonempty) {
+    let active = match (logged, nonempty) {
         (None, None) => None,
         (a, b) => Some(a.unwrap_or(false) || b.unwrap_or(false)),
     };
-    let want = if e.iommu {
-        "an active Intel IOMMU (DMAR line or IOMMU groups)"
-    } else {
-        "no IOMMU"
+    let want = match e.iommu {
+        Some(IommuModel::Intel) => "an active Intel IOMMU (DMAR line or IOMMU groups)".to_string(),
+        Some(IommuModel::Virtio) => {
+            "an active virtio IOMMU (virtio_iommu's probe line or IOMMU groups)".to_string()
+        }
+        None => "no IOMMU".to_string(),
     };
     match active {
         None => out.push(Check::skip(
@@ -28,32 +38,37 @@ pub(super) fn check(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
         Some(active) => {
             let mut seen = Vec::new();
             if let Some(d) = &o.dmesg {
-                seen.push(if d.iommu_active {
-                    "DMAR line present".to_string()
+                if d.iommu_active {
+                    seen.push("DMAR line present".to_string());
                 } else if d.iommu_enabled {
-                    "only 'DMAR: IOMMU enabled' (not active)".to_string()
-                } else {
-                    "no DMAR line".to_string()
-                });
+                    seen.push("only 'DMAR: IOMMU enabled' (not active)".to_string());
+                }
+                if d.virtio_iommu_active {
+                    seen.push("virtio_iommu probe line present".to_string());
+                }
+                if !d.iommu_active && !d.iommu_enabled && !d.virtio_iommu_active {
+                    seen.push("no DMAR or virtio_iommu line".to_string());
+                }
             }
             if let Some(g) = groups {
                 seen.push(format!("{} IOMMU groups", g.len()));
             }
             out.push(Check::judge(
                 "iommu.active",
-                active == e.iommu,
+                active == e.iommu.is_some(),
                 want,
                 seen.join(", "),
                 match (e.iommu, active) {
-                    (true, true) => "the IOMMU is active".to_string(),
-                    (true, false) => "the IOMMU is not active (check intel_iommu=on on the guest kernel command line)".to_string(),
-                    (false, false) => "no IOMMU, as the profile says".to_string(),
-                    (false, true) => "an IOMMU is active but the profile has none".to_string(),
+                    (Some(_), true) => "the IOMMU is active".to_string(),
+                    (Some(IommuModel::Intel), false) => "the IOMMU is not active (check intel_iommu=on on the guest kernel command line)".to_string(),
+                    (Some(IommuModel::Virtio), false) => "the virtio IOMMU is not active (does the guest kernel have virtio_iommu, and was it loaded?)".to_string(),
+                    (None, false) => "no IOMMU, as the profile says".to_string(),
+                    (None, true) => "an IOMMU is active but the profile has none".to_string(),
                 },
             ));
         }
     }
-    if !e.iommu {
+    if e.iommu.is_none() {
         return;
     }
     for d in e.devices.iter().filter(|d| d.isolated) {

@@ -162,7 +162,7 @@ fn devices(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
                 format!("libvirt does not put {} on the node of its expander", d.id)
             },
         ));
-        if e.iommu && d.isolated {
+        if e.iommu.is_some() && d.isolated {
             let group = found.and_then(|n| n.iommu_group.as_ref());
             let ok = group.is_some_and(|(_, m)| m == &vec![d.bdf]);
             out.push(Check::judge(

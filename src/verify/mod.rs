@@ -19,6 +19,9 @@ pub fn memory_floor_mib(configured: Bytes) -> u64 {
     mib.saturating_sub((mib / 10).max(96)).max(mib / 2 + 1)
 }
 
+mod cpu;
+mod hmat;
+mod hugepages;
 mod iommu;
 mod kvm;
 mod libvirt;
@@ -26,6 +29,7 @@ mod nested;
 mod numa;
 mod pci;
 mod sriov;
+mod tuning;
 mod workload;
 
 /// The skip reason for a check whose capture file is missing. Checks name
@@ -50,6 +54,10 @@ pub fn verify(e: &Expected, o: &Observed) -> Vec<Check> {
     nested::check(e, o, &mut checks);
     libvirt::check(e, o, &mut checks);
     workload::check(e, o, &mut checks);
+    cpu::check(e, o, &mut checks);
+    hugepages::check(e, o, &mut checks);
+    hmat::check(e, o, &mut checks);
+    tuning::check(e, o, &mut checks);
     checks
 }
 

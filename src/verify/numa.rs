@@ -6,6 +6,14 @@ use crate::expect::Expected;
 use crate::observe::Observed;
 use crate::report::Check;
 
+fn cpus_words(cpus: &crate::model::CpuSet) -> String {
+    if cpus.is_empty() {
+        "no CPUs (memory only)".to_string()
+    } else {
+        format!("CPUs {cpus}")
+    }
+}
+
 pub(super) fn check(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
     let Some(n) = &o.numactl else {
         out.push(Check::skip(
@@ -16,7 +24,7 @@ pub(super) fn check(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
         for node in &e.nodes {
             out.push(Check::skip(
                 format!("numa.node{}.cpus", node.id),
-                format!("CPUs {}", node.cpus),
+                cpus_words(&node.cpus),
                 not_captured(&capture::NUMACTL),
             ));
             out.push(Check::skip(
@@ -62,7 +70,7 @@ pub(super) fn check(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
         out.push(Check::judge(
             format!("numa.node{}.cpus", node.id),
             ok,
-            format!("CPUs {}", node.cpus),
+            cpus_words(&node.cpus),
             cpus_seen,
             if ok {
                 format!("node {} has its CPUs", node.id)

@@ -229,5 +229,6 @@ fn describe(d: &ExpectedDevice) -> String {
             d.pci_id,
             d.bdf.short()
         ),
+        DeviceKind::Iommu => format!("virtio-iommu [{}] at {}", d.pci_id, d.bdf.short()),
     }
 }

@@ -37,8 +37,21 @@ pub struct Domain {
     pub metadata: Option<Metadata>,
     /// Total memory.
     pub memory: Memory,
+    /// `<memoryBacking>`: host huge pages behind guest cells.
+    #[serde(
+        rename = "memoryBacking",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub memory_backing: Option<MemoryBacking>,
     /// vCPU count.
     pub vcpu: Vcpu,
+    /// `<cputune>`: vCPU and emulator pinning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cputune: Option<Cputune>,
+    /// `<numatune>`: memory policy on the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numatune: Option<Numatune>,
     /// Boot.
     pub os: Os,
     /// Machine features.
@@ -111,6 +124,101 @@ pub struct Vcpu {
     pub count: u32,
 }
 
+/// `<memoryBacking>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryBacking {
+    /// `<hugepages>`.
+    pub hugepages: Hugepages,
+}
+
+/// `<hugepages>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hugepages {
+    /// One per page size and set of guest cells.
+    #[serde(rename = "page", default)]
+    pub pages: Vec<HugePage>,
+}
+
+/// `<page size unit nodeset>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HugePage {
+    /// Page size.
+    #[serde(rename = "@size")]
+    pub size: u64,
+    /// `KiB`.
+    #[serde(rename = "@unit")]
+    pub unit: String,
+    /// Guest cells backed by pages of this size.
+    #[serde(rename = "@nodeset")]
+    pub nodeset: String,
+}
+
+/// `<cputune>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cputune {
+    /// `<vcpupin vcpu cpuset>`, one per pinned vCPU.
+    #[serde(rename = "vcpupin", default)]
+    pub vcpupins: Vec<Vcpupin>,
+    /// `<emulatorpin cpuset>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulatorpin: Option<Emulatorpin>,
+}
+
+/// `<vcpupin vcpu cpuset>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Vcpupin {
+    /// The vCPU.
+    #[serde(rename = "@vcpu")]
+    pub vcpu: u32,
+    /// Host CPUs.
+    #[serde(rename = "@cpuset")]
+    pub cpuset: String,
+}
+
+/// `<emulatorpin cpuset>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Emulatorpin {
+    /// Host CPUs.
+    #[serde(rename = "@cpuset")]
+    pub cpuset: String,
+}
+
+/// `<numatune>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Numatune {
+    /// `<memory mode nodeset>`: the whole domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<NumatuneMemory>,
+    /// `<memnode cellid mode nodeset>`: one guest cell.
+    #[serde(rename = "memnode", default)]
+    pub memnodes: Vec<Memnode>,
+}
+
+/// `<memory mode nodeset>` of `<numatune>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NumatuneMemory {
+    /// `strict`, `preferred`, `interleave`, `restrictive`.
+    #[serde(rename = "@mode")]
+    pub mode: String,
+    /// Host nodes.
+    #[serde(rename = "@nodeset")]
+    pub nodeset: String,
+}
+
+/// `<memnode cellid mode nodeset>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Memnode {
+    /// Guest cell.
+    #[serde(rename = "@cellid")]
+    pub cellid: u32,
+    /// Mode.
+    #[serde(rename = "@mode")]
+    pub mode: String,
+    /// Host nodes.
+    #[serde(rename = "@nodeset")]
+    pub nodeset: String,
+}
+
 /// `<os>` with direct kernel boot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Os {
@@ -174,8 +282,28 @@ pub struct Cpu {
     /// `none`.
     #[serde(rename = "@check")]
     pub check: String,
+    /// `<topology sockets dies cores threads>`, when the profile gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<CpuTopology>,
     /// NUMA cells.
     pub numa: Numa,
+}
+
+/// `<topology sockets dies cores threads>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CpuTopology {
+    /// Sockets.
+    #[serde(rename = "@sockets")]
+    pub sockets: u32,
+    /// Dies per socket.
+    #[serde(rename = "@dies")]
+    pub dies: u32,
+    /// Cores per die.
+    #[serde(rename = "@cores")]
+    pub cores: u32,
+    /// Threads per core.
+    #[serde(rename = "@threads")]
+    pub threads: u32,
 }
 
 /// `<numa>`.
@@ -184,6 +312,66 @@ pub struct Numa {
     /// Cells.
     #[serde(rename = "cell", default)]
     pub cells: Vec<Cell>,
+    /// `<interconnects>`: HMAT latencies and bandwidths (QEMU turns HMAT on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interconnects: Option<Interconnects>,
+}
+
+/// `<interconnects>`: latencies and bandwidths in the order given (libvirt
+/// takes a memory-only cell's initiator from the first entry targeting it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interconnects {
+    /// `<latency>` and `<bandwidth>` elements.
+    #[serde(rename = "$value", default)]
+    pub entries: Vec<InterconnectEntry>,
+}
+
+/// One element of `<interconnects>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum InterconnectEntry {
+    /// `<latency initiator target type value/>`, value in ns.
+    #[serde(rename = "latency")]
+    Latency(Latency),
+    /// `<bandwidth initiator target type value unit/>`.
+    #[serde(rename = "bandwidth")]
+    Bandwidth(Bandwidth),
+}
+
+/// `<latency>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Initiator cell.
+    #[serde(rename = "@initiator")]
+    pub initiator: u32,
+    /// Target cell.
+    #[serde(rename = "@target")]
+    pub target: u32,
+    /// `access`.
+    #[serde(rename = "@type")]
+    pub kind: String,
+    /// Nanoseconds.
+    #[serde(rename = "@value")]
+    pub value: u64,
+}
+
+/// `<bandwidth>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bandwidth {
+    /// Initiator cell.
+    #[serde(rename = "@initiator")]
+    pub initiator: u32,
+    /// Target cell.
+    #[serde(rename = "@target")]
+    pub target: u32,
+    /// `access`.
+    #[serde(rename = "@type")]
+    pub kind: String,
+    /// Per second, in `unit`.
+    #[serde(rename = "@value")]
+    pub value: u64,
+    /// `KiB`.
+    #[serde(rename = "@unit")]
+    pub unit: String,
 }
 
 /// `<cell id cpus memory unit>`.
@@ -192,9 +380,9 @@ pub struct Cell {
     /// Node id.
     #[serde(rename = "@id")]
     pub id: u32,
-    /// cpuset.
-    #[serde(rename = "@cpus")]
-    pub cpus: String,
+    /// cpuset; none for a memory-only cell.
+    #[serde(rename = "@cpus", default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<String>,
     /// Memory.
     #[serde(rename = "@memory")]
     pub memory: u64,
@@ -552,11 +740,15 @@ pub struct Memballoon {
 /// `<iommu model>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Iommu {
-    /// `intel`.
+    /// `intel` or `virtio`.
     #[serde(rename = "@model")]
     pub model: String,
-    /// Options.
-    pub driver: IommuDriver,
+    /// Options (Intel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<IommuDriver>,
+    /// Where a virtio IOMMU plugs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<PciAddress>,
 }
 
 /// `<driver intremap caching_mode eim iotlb>`, each `on` or `off`.

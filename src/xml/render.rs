@@ -2,7 +2,11 @@
 //! [`Domain::to_xml`]). Nothing here decides a number: every index, bus and
 //! address comes from the topology.
 
-use crate::model::{Accel, ShareDriver, ShareMode, ShareSource, Topology};
+use std::collections::BTreeMap;
+
+use crate::model::{
+    Accel, CpuSet, HugePageSize, IommuModel, ShareDriver, ShareMode, ShareSource, Topology,
+};
 use crate::xml::domain::*;
 
 /// What the guest boots: direct kernel boot, and the images of the
@@ -52,18 +56,51 @@ impl BootSpec {
 }
 
 /// The guest kernel command line: the boot spec's, then `intel_iommu=on`
-/// when there is an IOMMU, then the profile's `cmdline_extra` (last, so it
-/// can override).
+/// with an Intel IOMMU, the nodes' huge pages ([`hugepage_args`]),
+/// `vfio_iommu_type1.allow_unsafe_interrupts=1` when a virtio IOMMU (which
+/// does no interrupt remapping) carries a nested guest's devices, then the
+/// profile's `cmdline_extra` (last, so it can override).
 pub fn cmdline(topology: &Topology, boot: &BootSpec) -> String {
+    let p = &topology.profile;
     let mut parts = vec![boot.cmdline.clone()];
-    if topology.profile.iommu.is_some() {
-        parts.push("intel_iommu=on".into());
+    match p.iommu.map(|i| i.model) {
+        Some(IommuModel::Intel) => parts.push("intel_iommu=on".into()),
+        Some(IommuModel::Virtio) if !p.nested.is_empty() => {
+            parts.push("vfio_iommu_type1.allow_unsafe_interrupts=1".into())
+        }
+        _ => {}
     }
+    parts.extend(hugepage_args(topology));
     if let Some(extra) = &topology.profile.cmdline_extra {
         parts.push(extra.clone());
     }
     parts.retain(|p| !p.trim().is_empty());
     parts.join(" ")
+}
+
+/// The kernel arguments that reserve the nodes' huge pages at boot, per
+/// node: `hugepagesz=2M hugepages=0:64,1:64 hugepagesz=1G hugepages=1:1`
+/// (Linux >= 5.18 takes `node:count` lists). At boot, because 1 GiB pages
+/// need whole free GiBs, which only memory nothing has used yet reliably
+/// has, and because the kernel command line needs no step in the guest.
+pub fn hugepage_args(topology: &Topology) -> Vec<String> {
+    let mut out = Vec::new();
+    for size in HugePageSize::ALL {
+        let per_node: Vec<String> = topology
+            .profile
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let count = n.hugepages.get(&size).copied().unwrap_or(0);
+                (count > 0).then(|| format!("{}:{count}", n.id))
+            })
+            .collect();
+        if !per_node.is_empty() {
+            out.push(format!("hugepagesz={size}"));
+            out.push(format!("hugepages={}", per_node.join(",")));
+        }
+    }
+    out
 }
 
 fn on_off(b: bool) -> String {
@@ -78,7 +115,7 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
         .iter()
         .map(|n| Cell {
             id: n.id.0,
-            cpus: n.cpus.to_string(),
+            cpus: (!n.memory_only()).then(|| n.cpus.to_string()),
             memory: n.memory.kib(),
             unit: "KiB".into(),
             distances: n.distances.as_ref().map(|row| Distances {
@@ -164,6 +201,84 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
         })
         .collect();
 
+    let interconnects = (!p.interconnects.is_empty()).then(|| Interconnects {
+        entries: p
+            .interconnects
+            .iter()
+            .flat_map(|c| {
+                let latency = c.latency_ns.map(|v| {
+                    InterconnectEntry::Latency(Latency {
+                        initiator: c.initiator.0,
+                        target: c.target.0,
+                        kind: "access".into(),
+                        value: v.into(),
+                    })
+                });
+                let bandwidth = c.bandwidth_mib_s.map(|v| {
+                    InterconnectEntry::Bandwidth(Bandwidth {
+                        initiator: c.initiator.0,
+                        target: c.target.0,
+                        kind: "access".into(),
+                        value: u64::from(v) * 1024,
+                        unit: "KiB".into(),
+                    })
+                });
+                latency.into_iter().chain(bandwidth)
+            })
+            .collect(),
+    });
+    let tuning = p.tuning.as_ref();
+    let cputune = tuning
+        .filter(|t| !t.vcpupin.is_empty() || t.emulatorpin.is_some())
+        .map(|t| Cputune {
+            vcpupins: t
+                .vcpupin
+                .iter()
+                .map(|(vcpu, set)| Vcpupin {
+                    vcpu: *vcpu,
+                    cpuset: set.to_string(),
+                })
+                .collect(),
+            emulatorpin: t.emulatorpin.as_ref().map(|c| Emulatorpin {
+                cpuset: c.to_string(),
+            }),
+        });
+    let numatune = tuning
+        .filter(|t| t.numatune.is_some() || !t.memnodes.is_empty())
+        .map(|t| Numatune {
+            memory: t.numatune.as_ref().map(|n| NumatuneMemory {
+                mode: n.mode.name().into(),
+                nodeset: n.nodeset.to_string(),
+            }),
+            memnodes: t
+                .memnodes
+                .iter()
+                .map(|(cell, n)| Memnode {
+                    cellid: cell.0,
+                    mode: n.mode.name().into(),
+                    nodeset: n.nodeset.to_string(),
+                })
+                .collect(),
+        });
+    let memory_backing = tuning.filter(|t| !t.hugepages.is_empty()).map(|t| {
+        let mut by_size: BTreeMap<HugePageSize, Vec<u32>> = BTreeMap::new();
+        for (cell, size) in &t.hugepages {
+            by_size.entry(*size).or_default().push(cell.0);
+        }
+        MemoryBacking {
+            hugepages: Hugepages {
+                pages: by_size
+                    .into_iter()
+                    .map(|(size, cells)| HugePage {
+                        size: size.kib(),
+                        unit: "KiB".into(),
+                        nodeset: CpuSet::from_cpus(cells).to_string(),
+                    })
+                    .collect(),
+            },
+        }
+    });
+
     let intremap = p.iommu.is_some_and(|i| i.intremap);
     let (kind, mode) = match accel {
         Accel::Kvm => ("kvm", "host-passthrough"),
@@ -185,10 +300,13 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
             unit: "KiB".into(),
             value: p.memory.kib(),
         },
+        memory_backing,
         vcpu: Vcpu {
             placement: "static".into(),
             count: p.vcpus,
         },
+        cputune,
+        numatune,
         os: Os {
             os_type: OsType {
                 arch: "x86_64".into(),
@@ -209,7 +327,16 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
         cpu: Cpu {
             mode: mode.into(),
             check: "none".into(),
-            numa: Numa { cells },
+            topology: p.cpu.map(|c| CpuTopology {
+                sockets: c.sockets,
+                dies: c.dies,
+                cores: c.cores,
+                threads: c.threads,
+            }),
+            numa: Numa {
+                cells,
+                interconnects,
+            },
         },
         clock: Clock {
             offset: "utc".into(),
@@ -302,13 +429,14 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
                 model: "none".into(),
             }),
             iommu: p.iommu.map(|i| Iommu {
-                model: "intel".into(),
-                driver: IommuDriver {
+                model: i.model.name().into(),
+                driver: (i.model == IommuModel::Intel).then(|| IommuDriver {
                     intremap: on_off(i.intremap),
                     caching_mode: on_off(i.caching_mode),
                     eim: on_off(i.eim),
                     iotlb: on_off(i.iotlb),
-                },
+                }),
+                address: topology.iommu_device.map(|d| PciAddress::new(0, d.slot, 0)),
             }),
         },
     }

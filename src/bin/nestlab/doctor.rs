@@ -246,11 +246,24 @@ pub fn main(hosts: &HostArgs, kernel: &KernelArgs) -> u8 {
         ..Default::default()
     };
     match nestlab::guest::appliance::locate_kernel(&spec) {
-        Ok(k) => lines.push(line(
-            true,
-            format!("guest kernel {} ({})", k.version, k.vmlinuz.display()),
-            None,
-        )),
+        Ok(k) => {
+            let old = nestlab::guest::kernel_release(&k.version).is_some_and(|r| r < (6, 9));
+            lines.push(line(
+                true,
+                format!(
+                    "guest kernel {} ({}){}",
+                    k.version,
+                    k.vmlinuz.display(),
+                    if old {
+                        "; older than 6.9: profiles with SMT siblings under TCG or a virtio IOMMU \
+                         are skipped (./dev setup fetches Debian's 6.12)"
+                    } else {
+                        ""
+                    }
+                ),
+                None,
+            ))
+        }
         Err(e) => lines.push(line(
             false,
             format!("no guest kernel: {e}"),

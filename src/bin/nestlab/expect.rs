@@ -20,10 +20,15 @@ pub fn main(profile: &str, json: bool) -> u8 {
             .map(|v| v.to_string())
             .collect::<Vec<_>>()
             .join(" ");
+        let cpus = if n.cpus.is_empty() {
+            "none".to_string()
+        } else {
+            n.cpus.to_string()
+        };
         println!(
             "  node {}: CPUs {:<8} memory {:<12} distances {d}",
             n.id,
-            n.cpus.to_string(),
+            cpus,
             n.memory.to_string()
         );
     }
@@ -48,6 +53,7 @@ pub fn main(profile: &str, json: bool) -> u8 {
             nestlab::expect::DeviceKind::Vf => format!("{} VF", d.id),
             nestlab::expect::DeviceKind::Disk => format!("{} virtio disk", d.id),
             nestlab::expect::DeviceKind::Share => format!("{} shared folder", d.id),
+            nestlab::expect::DeviceKind::Iommu => "virtio-iommu".to_string(),
         };
         let vfs = if d.vfs > 0 {
             format!(", {} VFs", d.vfs)
@@ -61,14 +67,70 @@ pub fn main(profile: &str, json: bool) -> u8 {
             kind
         );
     }
-    println!(
-        "  iommu: {}",
-        if e.iommu {
-            "active; every device behind a root port alone in its IOMMU group"
-        } else {
-            "none"
+    match e.iommu {
+        Some(m) => println!(
+            "  iommu: {m}, active; every device behind a root port alone in its IOMMU group"
+        ),
+        None => println!("  iommu: none"),
+    }
+    if let Some(c) = &e.cpu {
+        println!(
+            "  cpu: {} sockets x {} dies x {} cores x {} threads",
+            c.sockets, c.dies, c.cores, c.threads
+        );
+        for v in &c.cpus {
+            println!(
+                "    cpu{}: socket {} die {} core {} siblings {}",
+                v.id, v.socket, v.die, v.core, v.siblings
+            );
         }
-    );
+        if !c.whole_core_nodes.is_empty() {
+            let nodes: Vec<String> = c.whole_core_nodes.iter().map(|n| n.to_string()).collect();
+            println!("    whole cores in nodes {}", nodes.join(", "));
+        }
+    }
+    for h in &e.hugepages {
+        println!(
+            "  hugepages: node {} {} x {}",
+            h.node,
+            h.count,
+            h.size.sysfs_name()
+        );
+    }
+    if let Some(h) = &e.hmat {
+        for n in &h.nodes {
+            let lat = n
+                .latency_ns
+                .map(|v| format!(", latency {v} ns"))
+                .unwrap_or_default();
+            let bw = n
+                .bandwidth_mib_s
+                .map(|v| format!(", bandwidth {v} MB/s"))
+                .unwrap_or_default();
+            println!(
+                "  hmat: node {} reached from node {}{lat}{bw}",
+                n.target, n.initiator
+            );
+        }
+    }
+    if let Some(t) = &e.tuning {
+        println!("  tuning (checked on the host, not in the guest):");
+        for (v, c) in &t.vcpupin {
+            println!("    vCPU {v} on host CPUs {c}");
+        }
+        if let Some(c) = &t.emulatorpin {
+            println!("    emulator threads on host CPUs {c}");
+        }
+        if let Some((m, n)) = &t.numatune {
+            println!("    memory {m} on host nodes {n}");
+        }
+        for (cell, m, n) in &t.memnodes {
+            println!("    cell {cell}: memory {m} on host nodes {n}");
+        }
+        for (cell, size) in &t.hugepages {
+            println!("    cell {cell}: backed by host {size} pages");
+        }
+    }
     println!(
         "  /dev/kvm: {}",
         if e.kvm { "present" } else { "not required" }

@@ -13,6 +13,7 @@ pub(super) fn place(
     nics: &[Nic],
     node_count: usize,
     extra_root_ports: u32,
+    other_root_slots: u32,
     errs: &mut Errors,
 ) -> Vec<Expander> {
     let mut expanders: Vec<Expander> = Vec::new();
@@ -138,7 +139,7 @@ pub(super) fn place(
         }
     }
     let unplaced = nics.iter().filter(|n| n.node.is_none()).count() as u32 + extra_root_ports;
-    let slots = expanders.len() as u32 + unplaced;
+    let slots = expanders.len() as u32 + unplaced + other_root_slots;
     if slots > PCIE_ROOT_SLOTS {
         errs.push(
             "expander",

@@ -9,11 +9,15 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+mod cpu;
 mod expanders;
 mod guest;
+mod hmat;
+mod iommu;
 mod nested;
 mod nics;
 mod nodes;
+mod tuning;
 mod workload;
 
 pub use nested::parse_device_ref;
@@ -23,9 +27,10 @@ use sha2::{Digest, Sha256};
 
 use crate::front::wire::{ExpanderFile, NicFile, ProfileFile};
 use crate::model::{
-    Bytes, CpuSet, DeviceRef, Expander, GuestKindId, Iommu, Nic, NicModel, Node, NodeId, Origin,
-    Profile, MAX_CMDLINE_EXTRA, MAX_DESCRIPTION, MAX_IO_BAR_NICS, MAX_NIC_COUNT, MAX_NODES,
-    MAX_ROOT_PORTS, MAX_VCPUS, MAX_VFS, MIN_NODE_MEMORY, PCIE_ROOT_SLOTS,
+    Bytes, CpuSet, DeviceRef, Expander, GuestKindId, HugePageSize, Iommu, IommuModel, Nic,
+    NicModel, Node, NodeId, Origin, Profile, GIGANTIC_KEEP, HUGEPAGES_KEEP, MAX_CMDLINE_EXTRA,
+    MAX_DESCRIPTION, MAX_IO_BAR_NICS, MAX_NIC_COUNT, MAX_NODES, MAX_ROOT_PORTS, MAX_VCPUS, MAX_VFS,
+    MIN_NODE_MEMORY, PCIE_ROOT_SLOTS,
 };
 
 /// What is wrong with one field.
@@ -72,8 +77,64 @@ pub enum Problem {
         "distance to node {to} is {value} but node[{to}] says {back}: the matrix must be symmetric"
     )]
     DistanceAsymmetric { to: usize, value: u32, back: u32 },
-    #[error("unknown IOMMU model '{0}': the only model is 'intel'")]
+    #[error("unknown IOMMU model '{0}': use 'intel' or 'virtio'")]
     IommuModel(String),
+    #[error("'amd' is not supported: libvirt 11.3 (the version nestlab runs on) has no <iommu model='amd'> (QEMU 10.0's amd-iommu could only be added behind libvirt's back); use 'intel' or 'virtio'")]
+    IommuAmd,
+    #[error("is an Intel IOMMU option; the {model} IOMMU has no such setting")]
+    IntelOnly { model: &'static str },
+    #[error("no node has CPUs; at least one must (cpus = \"\" makes a memory-only node)")]
+    NoCpuNode,
+    #[error("sockets x dies x cores x threads = {sockets} x {dies} x {cores} x {threads} = {product}, but vcpus = {vcpus}")]
+    CpuProduct {
+        sockets: u32,
+        dies: u32,
+        cores: u32,
+        threads: u32,
+        product: u64,
+        vcpus: u32,
+    },
+    #[error("CPU {cpu} and CPU {sibling} are threads of one core, but CPU {sibling} is in node[{other}]: a core's threads belong to one node")]
+    CoreSplit {
+        cpu: u32,
+        sibling: u32,
+        other: usize,
+    },
+    #[error("{0}")]
+    BadHugepageSize(String),
+    #[error("{pages} of huge pages leave {left} of the node's {memory}; keep at least {keep} for the kernel")]
+    HugepagesDontFit {
+        pages: Bytes,
+        left: Bytes,
+        memory: Bytes,
+        keep: Bytes,
+    },
+    #[error("{count} x 1 GiB pages need a free aligned GiB each at boot, and the kernel keeps its per-node data at the top of the node: give the node at least {need} (it has {memory})")]
+    GiganticDontFit {
+        count: u64,
+        need: Bytes,
+        memory: Bytes,
+    },
+    #[error("node {node} has no CPUs, so it cannot be an initiator")]
+    InitiatorWithoutCpus { node: u32 },
+    #[error("gives neither latency_ns nor bandwidth_mib_s")]
+    InterconnectEmpty,
+    #[error("interconnect[{other}] already links nodes {a} and {b}: libvirt takes a link for both directions, so give each pair once")]
+    InterconnectRepeated { other: usize, a: u32, b: u32 },
+    #[error("node {node} has memory only and no [[interconnect]] targets it: with HMAT on, every node needs an initiator, and a memory-only node's is the initiator of the first interconnect targeting it")]
+    NoInitiator { node: u32 },
+    #[error("{0}")]
+    BadNodeset(String),
+    #[error("vCPU {vcpu} is already pinned by tuning.vcpupin[{other}]")]
+    VcpuPinnedTwice { vcpu: u32, other: usize },
+    #[error("unknown mode '{0}': use strict, preferred, interleave or restrictive")]
+    NumaMode(String),
+    #[error("mode 'preferred' takes one host node; this nodeset has {count}")]
+    PreferredOneNode { count: usize },
+    #[error("cell {cell} already has an entry at {other}")]
+    CellTwice { cell: u32, other: String },
+    #[error("the cell's memory, {memory}, is not a whole number of {size} pages")]
+    MemoryNotPageMultiple { memory: Bytes, size: HugePageSize },
     #[error("eim needs intremap = true")]
     EimWithoutIntremap,
     #[error("node {node} does not exist (there are {nodes} nodes)")]
@@ -94,7 +155,9 @@ pub enum Problem {
     NoBusRoom { buses: u32 },
     #[error("node {node} has {devices} devices but its expanders have {ports} root ports")]
     NodeOverfull { node: u32, devices: u32, ports: u32 },
-    #[error("pcie-root needs {needed} slots (expanders and root ports); it has {max}")]
+    #[error(
+        "pcie-root needs {needed} slots (expanders, root ports and a virtio IOMMU); it has {max}"
+    )]
     TooManyRootSlots { needed: u32, max: u32 },
     #[error("{count} e1000e/igb NICs need {count} I/O windows behind their root ports; the firmware has room for {max}: use virtio (no I/O BAR) for the rest")]
     TooManyIoBars { count: usize, max: usize },
@@ -125,7 +188,7 @@ pub enum Problem {
     DuplicateDevice(String),
     #[error("'{pf}' and its VF '{vf}' cannot both be assigned: the PF's driver must stay bound to keep its VFs")]
     PfAndVf { pf: String, vf: String },
-    #[error("assigning devices to a nested guest needs an IOMMU in the virtual host: add [iommu] model = \"intel\"")]
+    #[error("assigning devices to a nested guest needs an IOMMU in the virtual host: add [iommu] model = \"intel\" (or \"virtio\")")]
     NestedNoIommu,
     #[error("assigning devices to a nested guest needs iommu.caching_mode = true (VFIO inside a guest requires it)")]
     NestedNoCachingMode,
@@ -282,22 +345,13 @@ pub fn validate_in(
         }
     }
 
-    let iommu = file.iommu.as_ref().and_then(|i| {
-        let iommu = Iommu {
-            intremap: i.intremap.unwrap_or(true),
-            caching_mode: i.caching_mode.unwrap_or(true),
-            eim: i.eim.unwrap_or(false),
-            iotlb: i.iotlb.unwrap_or(false),
-        };
-        if i.model != "intel" {
-            errs.push("iommu.model", Problem::IommuModel(i.model.clone()));
-            return None;
-        }
-        if iommu.eim && !iommu.intremap {
-            errs.push("iommu.eim", Problem::EimWithoutIntremap);
-        }
-        Some(iommu)
-    });
+    let iommu = iommu::check_iommu(file.iommu.as_ref(), &mut errs);
+    let cpu = cpu::check_cpu(file, vcpus_ok, &nodes, &mut errs);
+    let interconnects = hmat::check_interconnects(&file.interconnect, &nodes, &mut errs);
+    let tuning = file
+        .tuning
+        .as_ref()
+        .map(|t| tuning::check_tuning(t, file.vcpus, &nodes, &mut errs));
 
     let node_count = file.node.len();
     let nics = nics::check_nics(&file.nic, node_count, &mut errs);
@@ -323,7 +377,16 @@ pub fn validate_in(
     // guest's disk and the shares (resolve places them after the NICs').
     let extra = u32::from(guest == GuestKindId::Debian)
         + crate::model::workload::shares_of(guest, &workloads).len() as u32;
-    let expanders = expanders::place(&file.expander, &nics, node_count, extra, &mut errs);
+    // A virtio IOMMU is a PCI device of its own on pcie-root.
+    let iommu_slots = u32::from(iommu.is_some_and(|i| i.model == IommuModel::Virtio));
+    let expanders = expanders::place(
+        &file.expander,
+        &nics,
+        node_count,
+        extra,
+        iommu_slots,
+        &mut errs,
+    );
 
     let cmdline_extra = file.guest.as_ref().and_then(|g| g.cmdline_extra.clone());
     if let Some(c) = &cmdline_extra {
@@ -346,7 +409,7 @@ pub fn validate_in(
         } else {
             match &iommu {
                 None if file.iommu.is_none() => errs.push("nested.assign", Problem::NestedNoIommu),
-                Some(i) if !i.caching_mode => {
+                Some(i) if i.model == IommuModel::Intel && !i.caching_mode => {
                     errs.push("nested.assign", Problem::NestedNoCachingMode)
                 }
                 _ => {}
@@ -370,6 +433,9 @@ pub fn validate_in(
         cmdline_extra,
         nested,
         workloads,
+        cpu,
+        interconnects,
+        tuning,
         content_hash: format!("sha256:{:x}", Sha256::digest(text.as_bytes())),
     })
 }
@@ -481,6 +547,124 @@ mod tests {
         assert_eq!(parse_device_ref("nic01"), None);
         assert_eq!(parse_device_ref("nic1.vf"), None);
         assert_eq!(parse_device_ref("eth0"), None);
+    }
+
+    #[test]
+    fn cpu_topology_product_and_split_cores() {
+        let t = format!("{BASE}[cpu]\nsockets = 2\ncores = 2\nthreads = 2\n");
+        assert!(errors(&t).has(
+            "cpu",
+            &Problem::CpuProduct {
+                sockets: 2,
+                dies: 1,
+                cores: 2,
+                threads: 2,
+                product: 8,
+                vcpus: 4
+            }
+        ));
+        let t = "name = \"t\"\nvcpus = 4\n[cpu]\nsockets = 1\ncores = 2\nthreads = 2\n[[node]]\ncpus = \"0,2\"\nmemory = \"1 GiB\"\n[[node]]\ncpus = \"1,3\"\nmemory = \"1 GiB\"\n";
+        assert!(errors(t).has(
+            "node[0].cpus",
+            &Problem::CoreSplit {
+                cpu: 0,
+                sibling: 1,
+                other: 1
+            }
+        ));
+        let t = format!("{BASE}[cpu]\nsockets = 2\ncores = 1\nthreads = 2\n");
+        let p = crate::load_profile_str(&t, "t").unwrap();
+        let c = p.cpu.unwrap();
+        assert_eq!(c.place(3).socket, 1);
+        assert_eq!(c.siblings(3).to_string(), "2-3");
+    }
+
+    #[test]
+    fn memory_only_nodes_and_hmat() {
+        let three = format!("{BASE}[[node]]\ncpus = \"\"\nmemory = \"512 MiB\"\n");
+        let p = crate::load_profile_str(&three, "t").unwrap();
+        assert!(p.nodes[2].memory_only());
+        let t = format!("{three}[[interconnect]]\ninitiator = 0\ntarget = 0\nlatency_ns = 5\n");
+        assert!(errors(&t).has("node[2].cpus", &Problem::NoInitiator { node: 2 }));
+        let t = format!("{three}[[interconnect]]\ninitiator = 2\ntarget = 0\nlatency_ns = 5\n");
+        assert!(errors(&t).has(
+            "interconnect[0].initiator",
+            &Problem::InitiatorWithoutCpus { node: 2 }
+        ));
+        let t = format!("{three}[[interconnect]]\ninitiator = 1\ntarget = 2\nlatency_ns = 5\n[[interconnect]]\ninitiator = 0\ntarget = 2\nbandwidth_mib_s = 5\n[[interconnect]]\ninitiator = 0\ntarget = 1\nlatency_ns = 5\n[[interconnect]]\ninitiator = 1\ntarget = 0\nlatency_ns = 5\n");
+        assert!(errors(&t).has(
+            "interconnect[3]",
+            &Problem::InterconnectRepeated {
+                other: 2,
+                a: 0,
+                b: 1
+            }
+        ));
+        let ok = &t[..t.rfind("[[interconnect]]").unwrap()];
+        let topo = crate::resolve::resolve(&crate::load_profile_str(ok, "t").unwrap()).unwrap();
+        assert_eq!(topo.initiators, [NodeId(0), NodeId(1), NodeId(1)]);
+        let none = "name = \"t\"\nvcpus = 1\n[[node]]\ncpus = \"\"\nmemory = \"1 GiB\"\n";
+        let e = errors(none);
+        assert!(e.has("node", &Problem::NoCpuNode), "{e}");
+        assert_eq!(e.0.len(), 1, "{e}");
+    }
+
+    #[test]
+    fn hugepages_fit_or_are_refused() {
+        let t = "name = \"t\"\nvcpus = 1\n[[node]]\ncpus = \"0\"\nmemory = \"2 GiB\"\nhugepages = { \"2M\" = 64, \"1G\" = 1 }\n";
+        let p = crate::load_profile_str(t, "t").unwrap();
+        assert_eq!(p.nodes[0].hugepages.get(&HugePageSize::G1), Some(&1));
+        let e = errors(&t.replace("\"1G\" = 1", "\"1G\" = 2"));
+        assert!(e.0.iter().any(|x| x.field == "node[0].hugepages.1G"), "{e}");
+        let e = errors(&t.replace("\"2M\" = 64", "\"2M\" = 460"));
+        assert!(e.0.iter().any(|x| x.field == "node[0].hugepages"), "{e}");
+        let e = errors(&t.replace("\"2M\"", "\"4K\""));
+        assert!(e.0.iter().any(|x| x.field == "node[0].hugepages.4K"), "{e}");
+    }
+
+    #[test]
+    fn iommu_models() {
+        let t = format!("{BASE}[iommu]\nmodel = \"virtio\"\ncaching_mode = true\n");
+        assert!(errors(&t).has(
+            "iommu.caching_mode",
+            &Problem::IntelOnly { model: "virtio" }
+        ));
+        let t = format!("{BASE}[iommu]\nmodel = \"amd\"\n");
+        assert!(errors(&t).has("iommu.model", &Problem::IommuAmd));
+        let t = format!("{BASE}[iommu]\nmodel = \"virtio\"\n[[nic]]\nmodel = \"e1000e\"\nnode = 0\n[nested]\nassign = [\"nic0\"]\n");
+        let p = crate::load_profile_str(&t, "t").unwrap();
+        assert_eq!(p.iommu.unwrap().model, IommuModel::Virtio);
+    }
+
+    #[test]
+    fn tuning_fields() {
+        let t = format!("{BASE}[tuning]\nemulatorpin = \"0-1\"\n[[tuning.vcpupin]]\nvcpus = \"0-1\"\ncpus = \"0\"\n[[tuning.vcpupin]]\nvcpus = \"1-4\"\ncpus = \"1\"\n[tuning.numatune]\nmode = \"preferred\"\nnodeset = \"0-1\"\n[[tuning.memnode]]\ncell = 5\nmode = \"strict\"\nnodeset = \"0\"\n[[tuning.hugepages]]\ncell = 0\nsize = \"2M\"\n[[tuning.hugepages]]\ncell = 0\nsize = \"1G\"\n");
+        let e = errors(&t);
+        assert!(
+            e.has(
+                "tuning.vcpupin[1].vcpus",
+                &Problem::VcpuPinnedTwice { vcpu: 1, other: 0 }
+            ),
+            "{e}"
+        );
+        assert!(e.has(
+            "tuning.numatune.nodeset",
+            &Problem::PreferredOneNode { count: 2 }
+        ));
+        assert!(e.has(
+            "tuning.memnode[0].cell",
+            &Problem::UnknownNode { node: 5, nodes: 2 }
+        ));
+        assert!(
+            e.has(
+                "tuning.hugepages[1].cell",
+                &Problem::CellTwice {
+                    cell: 0,
+                    other: "tuning.hugepages[0]".into()
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,4 +1,7 @@
-//! `[[node]]`: ids, cpusets, memory, distances.
+//! `[[node]]`: ids, cpusets (empty for a memory-only node), memory,
+//! distances, huge pages.
+
+use std::collections::BTreeMap;
 
 use super::*;
 
@@ -29,7 +32,13 @@ pub(super) fn check_nodes(file: &ProfileFile, vcpus_ok: bool, errs: &mut Errors)
                 errs.push(f("id"), Problem::NodeIdOrder { id, position: i });
             }
         }
-        let cpus = match n.cpus.parse::<CpuSet>() {
+        let parsed = if n.cpus.trim().is_empty() {
+            // A memory-only node.
+            Ok(CpuSet::default())
+        } else {
+            n.cpus.parse::<CpuSet>()
+        };
+        let cpus = match parsed {
             Ok(c) => {
                 for cpu in c.iter() {
                     if vcpus_ok && cpu >= file.vcpus {
@@ -107,14 +116,22 @@ pub(super) fn check_nodes(file: &ProfileFile, vcpus_ok: bool, errs: &mut Errors)
             }
             (None, None) => {}
         }
+        let hugepages = n
+            .hugepages
+            .as_ref()
+            .map(|h| check_hugepages(h, memory, &f("hugepages"), errs))
+            .unwrap_or_default();
         nodes.push(Node {
             id: NodeId(i as u32),
             cpus,
             memory,
             distances: n.distances.clone(),
+            hugepages,
         });
     }
-    if vcpus_ok && cpusets_ok {
+    if cpusets_ok && nodes.iter().all(Node::memory_only) {
+        errs.push("node", Problem::NoCpuNode);
+    } else if vcpus_ok && cpusets_ok {
         let all: BTreeSet<u32> = placed.iter().map(|(c, _)| *c).collect();
         let missing = CpuSet::from_cpus((0..file.vcpus).filter(|c| !all.contains(c)));
         if !missing.is_empty() {
@@ -127,4 +144,58 @@ pub(super) fn check_nodes(file: &ProfileFile, vcpus_ok: bool, errs: &mut Errors)
         }
     }
     nodes
+}
+
+/// A node's huge pages: known sizes, and room left for the kernel.
+fn check_hugepages(
+    given: &BTreeMap<String, u64>,
+    memory: Bytes,
+    field: &str,
+    errs: &mut Errors,
+) -> BTreeMap<HugePageSize, u64> {
+    let mut out = BTreeMap::new();
+    for (size, &count) in given {
+        match size.parse::<HugePageSize>() {
+            Ok(s) => {
+                out.insert(s, count);
+            }
+            Err(e) => errs.push(format!("{field}.{size}"), Problem::BadHugepageSize(e.0)),
+        }
+    }
+    if memory == Bytes::default() {
+        return out;
+    }
+    let gigantic = out.get(&HugePageSize::G1).copied().unwrap_or(0);
+    let need = Bytes::from_kib(
+        gigantic
+            .saturating_mul(HugePageSize::G1.kib())
+            .saturating_add(GIGANTIC_KEEP.kib()),
+    );
+    if gigantic > 0 && need > memory {
+        errs.push(
+            format!("{field}.1G"),
+            Problem::GiganticDontFit {
+                count: gigantic,
+                need,
+                memory,
+            },
+        );
+        return out;
+    }
+    let total = out.iter().fold(0u64, |acc, (s, n)| {
+        acc.saturating_add(n.saturating_mul(s.kib()))
+    });
+    let left = memory.kib().saturating_sub(total);
+    if total > 0 && left < HUGEPAGES_KEEP.kib() {
+        errs.push(
+            field.to_string(),
+            Problem::HugepagesDontFit {
+                pages: Bytes::from_kib(total.min(crate::model::BYTES_MAX_KIB)),
+                left: Bytes::from_kib(left),
+                memory,
+                keep: HUGEPAGES_KEEP,
+            },
+        );
+    }
+    out
 }

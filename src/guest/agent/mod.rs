@@ -16,7 +16,7 @@ use std::str::FromStr;
 use crate::capture::Scope;
 use crate::guest::protocol::Nonce;
 use crate::host::HostFacts;
-use crate::model::{Accel, Bdf, Topology};
+use crate::model::{Accel, Bdf, IommuModel, NicModel, Topology};
 
 pub use script::*;
 
@@ -198,15 +198,40 @@ pub fn is_valid_assign_id(id: &str) -> bool {
 }
 
 /// The kernel modules the agent loads for a run of `t` under `accel` on a
-/// host with `facts`: igb when a NIC has VFs (not igbvf: VFs stay unbound,
-/// free for vfio-pci), kvm with the module for the virtual host's CPU
-/// ([`HostFacts::guest_kvm_module`]: kvm_amd under TCG, whose `-cpu max`
-/// offers svm), and vfio, vfio_iommu_type1, vfio_pci when the profile
-/// assigns devices to a nested guest; the shares' file systems (9p,
-/// virtiofs) when it shares folders.
+/// host with `facts`: with a virtio IOMMU first virtio_pci and
+/// virtio_iommu, then a driver for every NIC model (igbvf for VFs):
+/// virtio-iommu gives a device its IOMMU group only when a driver probes
+/// it (the Intel IOMMU groups every device at boot); without one, igb when
+/// a NIC has VFs (not igbvf: VFs stay unbound, free for vfio-pci); kvm with
+/// the module for the virtual host's CPU ([`HostFacts::guest_kvm_module`]:
+/// kvm_amd under TCG, whose `-cpu max` offers svm), and vfio,
+/// vfio_iommu_type1, vfio_pci when the profile assigns devices to a nested
+/// guest; the shares' file systems (9p, virtiofs) when it shares folders.
 pub fn modules_for(t: &Topology, facts: &HostFacts, accel: Accel) -> Vec<String> {
     let mut m = Vec::new();
-    if t.devices.iter().any(|d| !d.vfs.is_empty()) {
+    let has_vfs = t.devices.iter().any(|d| !d.vfs.is_empty());
+    if t.profile
+        .iommu
+        .is_some_and(|i| i.model == IommuModel::Virtio)
+    {
+        m.push("virtio_pci".to_string());
+        m.push("virtio_iommu".to_string());
+        for model in NicModel::ALL {
+            if t.devices.iter().any(|d| d.model == model) {
+                m.push(
+                    match model {
+                        NicModel::E1000e => "e1000e",
+                        NicModel::Igb => "igb",
+                        NicModel::Virtio => "virtio_net",
+                    }
+                    .to_string(),
+                );
+            }
+        }
+        if has_vfs {
+            m.push("igbvf".to_string());
+        }
+    } else if has_vfs {
         m.push("igb".to_string());
     }
     m.push("kvm".to_string());
@@ -219,7 +244,7 @@ pub fn modules_for(t: &Topology, facts: &HostFacts, accel: Accel) -> Vec<String>
         }
     }
     use crate::model::ShareDriver;
-    if !t.shares.is_empty() {
+    if !t.shares.is_empty() && !m.iter().any(|x| x == "virtio_pci") {
         // Debian's kernel builds the virtio PCI transport as a module.
         m.push("virtio_pci".to_string());
     }
@@ -370,6 +395,8 @@ impl AgentParams {
                 Scope::Nested => nested,
                 Scope::Workload => self.workloads,
                 Scope::Libvirt => self.libvirt,
+                // Read on the host by the runner, never printed by the agent.
+                Scope::Host => false,
             })
             .map(|c| c.file)
             .collect()

@@ -75,21 +75,22 @@ use nested::FIRMWARE_DIRS;
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Modules the appliance carries by default (with their dependencies):
-/// the NIC drivers, KVM, VFIO, the shared folders' file systems, and what
-/// a disk-image guest's root needs (virtio_blk, ext4 and the crc32c it
-/// wants).
+/// the NIC drivers, the virtio IOMMU (when the kernel has it), KVM, VFIO,
+/// the shared folders' file systems, and what a disk-image guest's root
+/// needs (virtio_blk, ext4 and the crc32c it wants).
 pub const DEFAULT_MODULES: &[&str] = &[
     "igb",
     "igbvf",
     "e1000e",
     "virtio_net",
+    "virtio_pci",
+    "virtio_iommu",
     "kvm",
     "kvm_intel",
     "kvm_amd",
     "vfio",
     "vfio_pci",
     "vfio_iommu_type1",
-    "virtio_pci",
     "virtio_blk",
     "crc32c_generic",
     "ext4",
