@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nestlab::expect::expect;
-use nestlab::front::parse::load_profile_arg;
 use nestlab::observe::Observed;
 use nestlab::report::{Report, Status, Verdict};
 use nestlab::verify::verify;
@@ -15,8 +14,20 @@ fn captures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captures")
 }
 
-fn check_dir(profile: &str, dir: &Path) -> Report {
-    let t = nestlab::resolve::resolve(&load_profile_arg(profile).unwrap()).unwrap();
+/// The fixtures named `debian-<profile>` are captures of the Debian guest
+/// kind: checked as that kind (its disk, libvirt's view).
+fn check_dir(fixture: &str, dir: &Path) -> Report {
+    let (profile, debian) = match fixture.strip_prefix("debian-") {
+        Some(p) => (p, true),
+        None => (fixture, false),
+    };
+    let edit = |f: &mut nestlab::front::wire::ProfileFile| {
+        if debian {
+            f.guest.get_or_insert_with(Default::default).kind = Some("debian".into());
+        }
+    };
+    let p = nestlab::front::parse::load_profile_arg_edited(profile, &edit).unwrap();
+    let t = nestlab::resolve::resolve(&p).unwrap();
     let o = Observed::from_dir(dir).unwrap();
     Report::from_checks(profile, verify(&expect(&t), &o), false)
 }
@@ -42,6 +53,9 @@ fn real_captures_pass() {
         "hmat",
         "virtio-iommu",
         "pinned",
+        "debian-reference",
+        "debian-nova-pf-vf",
+        "debian-cern",
     ] {
         let r = check_dir(p, &captures().join(p));
         assert_eq!(r.verdict, Verdict::Pass, "{p}:\n{}", r.to_human(false));
@@ -616,6 +630,197 @@ fn virtio_iommu_groups_merged() {
     assert_eq!(
         failing(&r),
         set(&["iommu.dev.02:00.0.isolated", "iommu.dev.03:00.0.isolated"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+/// The Debian guest's captures carry libvirt's view; each check of it
+/// fails alone when that view is changed.
+#[test]
+fn debian_captures_check_libvirts_view() {
+    let r = check_dir("debian-nova-pf-vf", &captures().join("debian-nova-pf-vf"));
+    let ids: BTreeSet<String> = r.checks.iter().map(|c| c.id.clone()).collect();
+    for id in [
+        "libvirt.cells",
+        "libvirt.cell1.cpus",
+        "libvirt.cell1.memory",
+        "libvirt.distances",
+        "libvirt.dev.b5:00.0.numa_node",
+        "libvirt.dev.b5:00.0.iommu_group",
+        "libvirt.dev.b5:00.0.vfs",
+        "libvirt.dev.c9:10.0.pf",
+        "libvirt.kvm",
+        "nested.dev.nic0.released",
+        "nested.dev.nic1.vf0.released",
+    ] {
+        assert!(ids.contains(id), "{id} not checked");
+    }
+    // The appliance's view of the same capture has no libvirt checks.
+    let r = check_dir("nova-pf-vf", &captures().join("debian-nova-pf-vf"));
+    assert!(r.checks.iter().all(|c| !c.id.starts_with("libvirt.")));
+}
+
+#[test]
+fn libvirt_shows_a_cpu_in_another_cell() {
+    let r = one_file("debian-reference", "virsh-capabilities.xml", |c| {
+        c.replacen("<cpu id='5' socket_id='5'", "<cpu id='9' socket_id='5'", 1)
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["libvirt.cell1.cpus"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn libvirt_shows_other_distances() {
+    let r = one_file("debian-reference", "virsh-capabilities.xml", |c| {
+        let at = c.find("<cell id='1'>").unwrap();
+        let (a, b) = c.split_at(at);
+        format!(
+            "{a}{}",
+            b.replacen(
+                "<sibling id='2' value='20'/>",
+                "<sibling id='2' value='30'/>",
+                1
+            )
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["libvirt.distances"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn libvirt_puts_a_device_on_another_node() {
+    let r = one_file("debian-nova-pf-vf", "virsh-nodedev.xml", |c| {
+        let at = c.find("<name>pci_0000_b5_00_0</name>").unwrap();
+        let (a, b) = c.split_at(at);
+        format!(
+            "{a}{}",
+            b.replacen("<numa node='0'/>", "<numa node='1'/>", 1)
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["libvirt.dev.b5:00.0.numa_node"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn libvirt_groups_a_vf_with_its_pf() {
+    let r = one_file("debian-nova-pf-vf", "virsh-nodedev.xml", |c| {
+        let at = c.find("<name>pci_0000_b5_10_0</name>").unwrap();
+        let (a, b) = c.split_at(at);
+        format!(
+            "{a}{}",
+            b.replacen(
+                "</iommuGroup>",
+                "  <address domain='0x0000' bus='0xb5' slot='0x00' function='0x0'/>\n    </iommuGroup>",
+                1
+            )
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["libvirt.dev.b5:10.0.iommu_group"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn libvirt_loses_a_vf_and_its_pf() {
+    let r = one_file("debian-nova-pf-vf", "virsh-nodedev.xml", |c| {
+        let c = c.replacen(
+            "      <address domain='0x0000' bus='0xb5' slot='0x10' function='0x2'/>\n    </capability>",
+            "    </capability>",
+            1,
+        );
+        let at = c.find("<name>pci_0000_c9_10_0</name>").unwrap();
+        let (a, b) = c.split_at(at);
+        let b = b.replacen(
+            "<capability type='phys_function'>",
+            "<capability type='phys_function_gone'>",
+            1,
+        );
+        format!("{a}{b}")
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["libvirt.dev.b5:00.0.vfs", "libvirt.dev.c9:10.0.pf"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn libvirt_without_kvm() {
+    let r = one_file("debian-reference", "virsh-domcapabilities.xml", |_| {
+        "error: failed to get emulator capabilities\nerror: invalid argument: KVM is not supported by '/usr/bin/qemu-system-x86_64' on this host\n".into()
+    });
+    assert_eq!(failing(&r), set(&["libvirt.kvm"]), "{}", r.to_human(false));
+}
+
+#[test]
+fn libvirt_shows_a_sibling_moved() {
+    let r = one_file("debian-cern", "virsh-capabilities.xml", |c| {
+        c.replace(
+            "<cpu id='17' socket_id='1' die_id='1' core_id='0' siblings='16-17'/>",
+            "<cpu id='17' socket_id='1' die_id='1' core_id='0' siblings='17'/>",
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["libvirt.cell0.siblings"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn libvirt_shows_a_cpu_in_another_socket() {
+    let r = one_file("debian-cern", "virsh-capabilities.xml", |c| {
+        c.replace(
+            "<cpu id='17' socket_id='1' die_id='1'",
+            "<cpu id='17' socket_id='0' die_id='1'",
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&["libvirt.cell0.sockets"]),
+        "{}",
+        r.to_human(false)
+    );
+}
+
+#[test]
+fn libvirt_shows_the_1g_page_on_the_wrong_node() {
+    let r = one_file("debian-cern", "virsh-capabilities.xml", |c| {
+        c.replacen(
+            "<pages unit='KiB' size='1048576'>0</pages>",
+            "<pages unit='KiB' size='1048576'>1</pages>",
+            1,
+        )
+        .replacen(
+            "<pages unit='KiB' size='1048576'>1</pages>\n          <distances>\n            <sibling id='0' value='20'/>",
+            "<pages unit='KiB' size='1048576'>0</pages>\n          <distances>\n            <sibling id='0' value='20'/>",
+            1,
+        )
+    });
+    assert_eq!(
+        failing(&r),
+        set(&[
+            "libvirt.cell0.hugepages.1048576kB",
+            "libvirt.cell1.hugepages.1048576kB"
+        ]),
         "{}",
         r.to_human(false)
     );

@@ -272,11 +272,144 @@ fn kvm(o: &Observed, out: &mut Vec<Check>) {
     }
 }
 
+/// The shapes operators have, as libvirt (and so Nova's CPU pinning,
+/// thread policy and hugepage placement) reads them: each cell's SMT
+/// siblings and sockets, and its huge pages.
+fn realism(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
+    let Some(caps) = &o.libvirt_caps else {
+        let why = not_captured(&capture::VIRSH_CAPABILITIES);
+        if e.cpu.is_some() {
+            for n in e.nodes.iter().filter(|n| !n.cpus.is_empty()) {
+                for what in ["siblings", "sockets"] {
+                    out.push(Check::skip(
+                        format!("libvirt.cell{}.{what}", n.id),
+                        "",
+                        why.clone(),
+                    ));
+                }
+            }
+        }
+        for h in &e.hugepages {
+            out.push(Check::skip(
+                format!("libvirt.cell{}.hugepages.{}", h.node, h.size.sysfs_name()),
+                "",
+                why.clone(),
+            ));
+        }
+        return;
+    };
+    if let Some(cpu) = &e.cpu {
+        for n in e.nodes.iter().filter(|n| !n.cpus.is_empty()) {
+            let cell = caps.cells.iter().find(|c| c.id == n.id.0);
+            let cpus: Vec<_> = cell.map(|c| c.cpus.clone()).unwrap_or_default();
+            // SMT siblings, CPU by CPU.
+            let mut bad = Vec::new();
+            for id in n.cpus.iter() {
+                let want = cpu.cpu(id).map(|v| &v.siblings);
+                let got = cpus
+                    .iter()
+                    .find(|c| c.id == id)
+                    .and_then(|c| c.siblings.as_ref());
+                if want != got {
+                    bad.push(format!(
+                        "CPU {id}: {}",
+                        got.map(|g| g.to_string()).unwrap_or_else(|| "none".into())
+                    ));
+                }
+            }
+            out.push(Check::judge(
+                format!("libvirt.cell{}.siblings", n.id),
+                cell.is_some() && bad.is_empty(),
+                format!("each CPU's siblings: {} thread(s) per core", cpu.threads),
+                if cell.is_none() {
+                    "no such cell".to_string()
+                } else if bad.is_empty() {
+                    "as asked".to_string()
+                } else {
+                    format!("siblings differ at {}", bad.join("; "))
+                },
+                if bad.is_empty() {
+                    format!("libvirt's cell {} shows the SMT siblings asked for", n.id)
+                } else {
+                    format!("libvirt's cell {} shows other SMT siblings", n.id)
+                },
+            ));
+            // Sockets: the CPUs sharing a socket_id are those of one socket.
+            let mut bad = Vec::new();
+            for c in &cpus {
+                let want: Vec<u32> = cpu
+                    .cpus
+                    .iter()
+                    .filter(|v| {
+                        n.cpus.contains(v.id)
+                            && cpu.cpu(c.id).is_some_and(|me| me.socket == v.socket)
+                    })
+                    .map(|v| v.id)
+                    .collect();
+                let got: Vec<u32> = cpus
+                    .iter()
+                    .filter(|d| d.socket.is_some() && d.socket == c.socket)
+                    .map(|d| d.id)
+                    .collect();
+                if want != got {
+                    bad.push(format!(
+                        "CPU {} (socket_id {})",
+                        c.id,
+                        c.socket
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "none".into())
+                    ));
+                }
+            }
+            out.push(Check::judge(
+                format!("libvirt.cell{}.sockets", n.id),
+                cell.is_some() && bad.is_empty(),
+                "CPUs grouped by socket as asked",
+                if cell.is_none() {
+                    "no such cell".to_string()
+                } else if bad.is_empty() {
+                    "as asked".to_string()
+                } else {
+                    format!("other sockets for {}", bad.join(", "))
+                },
+                if bad.is_empty() {
+                    format!("libvirt's cell {} groups its CPUs by socket as asked", n.id)
+                } else {
+                    format!("libvirt's cell {} groups its CPUs into other sockets", n.id)
+                },
+            ));
+        }
+    }
+    for h in &e.hugepages {
+        let got = caps
+            .cells
+            .iter()
+            .find(|c| c.id == h.node.0)
+            .map(|c| c.pages_of(h.size.kib()).unwrap_or(0));
+        let ok = got == Some(h.count);
+        out.push(Check::judge(
+            format!("libvirt.cell{}.hugepages.{}", h.node, h.size.sysfs_name()),
+            ok,
+            format!("{} pages of {}", h.count, h.size),
+            match got {
+                None => "no such cell".to_string(),
+                Some(n) => format!("{n} pages of {}", h.size),
+            },
+            if ok {
+                format!("libvirt counts node {}'s {} pages as asked", h.node, h.size)
+            } else {
+                format!("libvirt counts other {} pages on node {}", h.size, h.node)
+            },
+        ));
+    }
+}
+
 pub(super) fn check(e: &Expected, o: &Observed, out: &mut Vec<Check>) {
     if !e.libvirt {
         return;
     }
     cells(e, o, out);
+    realism(e, o, out);
     devices(e, o, out);
     kvm(o, out);
 }

@@ -35,6 +35,10 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// The guest kind (appliance or debian; default: the profile's
+        /// `[guest] kind`): a Debian guest adds its disk and libvirt's view.
+        #[arg(long, value_name = "KIND")]
+        guest: Option<nestlab::model::GuestKindId>,
     },
     /// Judge a capture directory (see `capture-script`) against a profile.
     /// Exit 0: at least one check ran and none failed; 1: a check failed;
@@ -156,6 +160,11 @@ pub struct CheckArgs {
     /// List passing and skipped checks too.
     #[arg(short, long)]
     pub verbose: bool,
+    /// The guest kind the capture came from (appliance or debian; default:
+    /// the profile's `[guest] kind`, else appliance): a Debian guest adds
+    /// its disk and libvirt's view.
+    #[arg(long, value_name = "KIND")]
+    pub guest: Option<nestlab::model::GuestKindId>,
 }
 
 #[derive(clap::Args)]

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use nestlab::front::load_profile_arg;
 use nestlab::front::wire::{CommandFile, ProfileFile, WorkloadFile};
 use nestlab::guest::appliance::{Appliance, ApplianceSpec};
 use nestlab::host::{check_uris, parse_uri_list, ArtifactStore, Host, Libvirt};
@@ -33,7 +32,21 @@ pub fn print_error(err: &dyn std::error::Error) {
 /// Loads, validates and resolves a profile; prints the error and returns
 /// [`exit::INVALID`] when it cannot.
 pub fn load_topology(profile: &str) -> Result<Topology, u8> {
-    let p = load_profile_arg(profile).map_err(|e| {
+    load_topology_as(profile, None)
+}
+
+/// [`load_topology`] with `guest` (`--guest`) in place of the profile's
+/// `[guest] kind`: what that guest kind adds (a disk) is part of the topology.
+pub fn load_topology_as(
+    profile: &str,
+    guest: Option<nestlab::model::GuestKindId>,
+) -> Result<Topology, u8> {
+    let edit = |f: &mut ProfileFile| {
+        if let Some(kind) = guest {
+            f.guest.get_or_insert_with(Default::default).kind = Some(kind.name().to_string());
+        }
+    };
+    let p = nestlab::front::parse::load_profile_arg_edited(profile, &edit).map_err(|e| {
         print_error(&e);
         exit::INVALID
     })?;

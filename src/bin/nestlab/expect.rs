@@ -1,10 +1,10 @@
 //! `nestlab expect`: what the guest of a profile must show.
 
-use crate::common::load_topology;
+use crate::common::load_topology_as;
 use crate::exit;
 
-pub fn main(profile: &str, json: bool) -> u8 {
-    let t = match load_topology(profile) {
+pub fn main(profile: &str, json: bool, guest: Option<nestlab::model::GuestKindId>) -> u8 {
+    let t = match load_topology_as(profile, guest) {
         Ok(t) => t,
         Err(code) => return code,
     };

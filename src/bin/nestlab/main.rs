@@ -28,7 +28,11 @@ fn main() -> ExitCode {
         Command::Xml(a) => xml::main(a),
         Command::Validate { profiles } => validate::main(&profiles),
         Command::Profiles => profiles::main(),
-        Command::Expect { profile, json } => expect::main(&profile, json),
+        Command::Expect {
+            profile,
+            json,
+            guest,
+        } => expect::main(&profile, json, guest),
         Command::Check(a) => check::main(a),
         Command::CaptureScript => {
             print!("{}", nestlab::guest::agent::capture_script());
