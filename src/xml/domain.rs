@@ -549,12 +549,27 @@ pub struct Disk {
     /// `<readonly/>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readonly: Option<Empty>,
-    /// `<transient/>`: writes go to an overlay libvirt creates beside the
-    /// image and deletes when the domain stops; the image is never written.
+    /// `<transient shareBacking='yes'/>`: writes go to an overlay libvirt
+    /// creates beside the image and deletes when the domain stops; the
+    /// image is never written, and opened read-only so that several domains
+    /// boot it at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transient: Option<Empty>,
+    pub transient: Option<Transient>,
     /// Where it plugs in.
     pub address: PciAddress,
+}
+
+/// `<transient>` of a disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transient {
+    /// `yes`: the image is shared by every domain booting it (read-only;
+    /// without it QEMU takes a write lock on it and a second domain fails).
+    #[serde(
+        rename = "@shareBacking",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub share_backing: Option<String>,
 }
 
 /// `<driver>` of a disk.

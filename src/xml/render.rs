@@ -367,7 +367,9 @@ pub fn render(topology: &Topology, accel: Accel, boot: &BootSpec) -> Domain {
                             bus: "virtio".into(),
                         },
                         readonly: None,
-                        transient: Some(Empty {}),
+                        transient: Some(Transient {
+                            share_backing: Some("yes".into()),
+                        }),
                         address: PciAddress::new(d.xml_bus, 0, 0),
                     }
                 })

@@ -228,6 +228,55 @@ fn kvm_permissions(lines: &mut Vec<Line>) {
     }
 }
 
+/// The Debian guest's image for the guest kernel `version`: built (where,
+/// how big, how long it took), not built yet, or not buildable here.
+fn debian_image_line(version: &str) -> Line {
+    let cache = match nestlab::guest::appliance::cache_dir() {
+        Ok(c) => c,
+        Err(e) => {
+            return line(
+                false,
+                format!("Debian guest image (--guest debian): {e}"),
+                Some("set NESTLAB_CACHE_DIR".into()),
+            )
+        }
+    };
+    match nestlab::guest::debian::image::find(&cache, version) {
+        Ok(Some(img)) => {
+            let took = std::fs::read_to_string(img.dir.join("build.txt"))
+                .ok()
+                .and_then(|b| {
+                    b.lines()
+                        .find_map(|l| l.strip_prefix("mmdebstrap-seconds ").map(str::to_string))
+                })
+                .map(|s| format!(", mmdebstrap took {s} s"))
+                .unwrap_or_default();
+            line(
+                true,
+                format!(
+                    "Debian guest image (--guest debian): {} ({} MiB used{took})",
+                    img.root.display(),
+                    img.allocated >> 20
+                ),
+                None,
+            )
+        }
+        Ok(None) => line(
+            true,
+            format!(
+                "Debian guest image (--guest debian): not built yet for kernel {version}; \
+                 the first such run or `nestlab image` builds it (1 to 4 minutes, from Debian packages)"
+            ),
+            None,
+        ),
+        Err(e) => line(
+            false,
+            format!("Debian guest image (--guest debian) cannot be built: {e}"),
+            Some("apt-get install mmdebstrap e2fsprogs (./dev setup does)".into()),
+        ),
+    }
+}
+
 pub fn main(hosts: &HostArgs, kernel: &KernelArgs) -> u8 {
     let uris = match uris(hosts) {
         Ok(u) => u,
@@ -247,6 +296,7 @@ pub fn main(hosts: &HostArgs, kernel: &KernelArgs) -> u8 {
     };
     match nestlab::guest::appliance::locate_kernel(&spec) {
         Ok(k) => {
+            let image = debian_image_line(&k.version);
             let old = nestlab::guest::kernel_release(&k.version).is_some_and(|r| r < (6, 9));
             lines.push(line(
                 true,
@@ -262,7 +312,8 @@ pub fn main(hosts: &HostArgs, kernel: &KernelArgs) -> u8 {
                     }
                 ),
                 None,
-            ))
+            ));
+            lines.push(image);
         }
         Err(e) => lines.push(line(
             false,

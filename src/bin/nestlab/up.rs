@@ -100,9 +100,15 @@ pub fn main(profile: &str, args: &RunArgs) -> u8 {
                 .ok()
                 .and_then(|n| n.clone())
                 .unwrap_or_else(|| "<name>".into());
-            eprintln!(
-                "The virtual host {name} is running, its agent's shell on the serial console:"
-            );
+            if t.profile.guest.has_libvirt() {
+                eprintln!(
+                    "The virtual host {name} is running, libvirtd up inside, a root shell (logged in automatically) on its serial console:"
+                );
+            } else {
+                eprintln!(
+                    "The virtual host {name} is running, its agent's shell on the serial console:"
+                );
+            }
             eprintln!("  virsh -c {uri} console {name}      (leave with Ctrl-])");
             eprintln!("Remove it with: nestlab down {name}   (or nestlab down --all)");
             println!("{name}");

@@ -131,6 +131,26 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The image for `kernel_version` in `cache` if it was built, without
+/// building it or marking it used (what `nestlab doctor` reports).
+///
+/// # Errors
+/// mmdebstrap is missing (its version is part of the image's key).
+pub fn find(cache: &Path, kernel_version: &str) -> Result<Option<DebianImage>, ImageError> {
+    let mmdebstrap = need("mmdebstrap", "mmdebstrap")?;
+    let (hash, _) = key(kernel_version, &mmdebstrap_version(&mmdebstrap));
+    let dir = cache.join("debian").join(&hash);
+    let root = dir.join("root.img");
+    Ok(root.is_file().then(|| DebianImage {
+        allocated: allocated(&root),
+        root,
+        dir: dir.clone(),
+        hash,
+        kernel_version: kernel_version.to_string(),
+        cached: true,
+    }))
+}
+
 /// Finds the image for `kernel_version` in `cache` (`<cache>/debian`), or
 /// builds it, telling `progress` what happens (minutes: mmdebstrap).
 ///
