@@ -20,7 +20,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nestlab::host::libvirt::Libvirt;
+use nestlab::host::adapter::LibvirtHost;
 use nestlab::host::{ArtifactStore, Host, Transfer};
 
 const MAIN: &str = "qemu:///system";
@@ -535,8 +535,8 @@ fn concurrent_staging(uri: &str, work: &Path) {
     std::fs::write(&file, &data).unwrap();
     let art = nestlab::guest::file_artifact(&file);
     let store = ArtifactStore::Pool("nestlab".into());
-    let hosts: Vec<Arc<Libvirt>> = (0..2)
-        .map(|_| Arc::new(Libvirt::connect_with(uri, store.clone()).unwrap()))
+    let hosts: Vec<Arc<LibvirtHost>> = (0..2)
+        .map(|_| Arc::new(LibvirtHost::connect_with(uri, store.clone()).unwrap()))
         .collect();
     let barrier = Arc::new(std::sync::Barrier::new(2));
     let threads: Vec<_> = hosts
@@ -592,7 +592,7 @@ fn concurrent_staging(uri: &str, work: &Path) {
         ],
     );
     assert!(o.status.success(), "{}", show(&o));
-    let fresh = Libvirt::connect_with(uri, store.clone()).unwrap();
+    let fresh = LibvirtHost::connect_with(uri, store.clone()).unwrap();
     let t = Instant::now();
     let s = fresh.stage(&art2, &|_, _| {}).unwrap();
     assert!(matches!(s.transfer, Transfer::Uploaded { .. }), "{s:?}");
@@ -608,7 +608,7 @@ fn concurrent_staging(uri: &str, work: &Path) {
         &["vol-create-as", "nestlab", &vol2, "4096", "--format", "raw"],
     );
     assert!(o.status.success(), "{}", show(&o));
-    let fresh = Libvirt::connect_with(uri, store).unwrap();
+    let fresh = LibvirtHost::connect_with(uri, store).unwrap();
     let s = fresh.stage(&art2, &|_, _| {}).unwrap();
     assert!(
         matches!(s.transfer, Transfer::Uploaded { bytes: 1048576, .. }),

@@ -3,7 +3,7 @@
 //! from the machine nestlab itself runs on (which may be another one).
 //!
 //! - [`Host`], [`Guest`], [`ConsoleSource`]: the traits the runner talks
-//!   to. [`libvirt`] implements them over `virt` (the only module that
+//!   to. [`adapter`] implements them over `virt` (the only module that
 //!   imports it); tests use a scripted fake ([`fake`]).
 //! - [`HostFacts`]: accelerator, CPU vendor, TSC frequency, QEMU and
 //!   libvirt versions, CPUs, memory and NUMA cells, from the connection's
@@ -13,11 +13,15 @@
 //!   connection uses the cache path as it is; a remote one uploads each file
 //!   once into a libvirt storage pool there, as a volume named by its
 //!   content, and the domain XML names the volume's path.
+//!
+//! About 950 lines, 160 of them tests: the traits, the facts read from the
+//! connection and the URI and pool-name checks are the one boundary the
+//! runner sees.
 
-pub mod libvirt;
+pub mod adapter;
 pub mod proc;
 
-pub use libvirt::Libvirt;
+pub use adapter::LibvirtHost;
 
 #[cfg(test)]
 pub mod fake;

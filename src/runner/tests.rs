@@ -2,6 +2,8 @@
 //! tokio's clock paused: every phase timeout, a quiet console, console
 //! reopening, the guest dying, a kernel panic, the retry choice,
 //! cancellation at each step, and a destroy on every path.
+//!
+//! Long by design: one test per failure path of the runner and the pool.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -24,7 +24,7 @@ mod hmat;
 mod hugepages;
 mod iommu;
 mod kvm;
-mod libvirt;
+mod libvirt_view;
 mod nested;
 mod numa;
 mod pci;
@@ -52,7 +52,7 @@ pub fn verify(e: &Expected, o: &Observed) -> Vec<Check> {
     kvm::check(e, o, &mut checks);
     sriov::check(e, o, &mut checks);
     nested::check(e, o, &mut checks);
-    libvirt::check(e, o, &mut checks);
+    libvirt_view::check(e, o, &mut checks);
     workload::check(e, o, &mut checks);
     cpu::check(e, o, &mut checks);
     hugepages::check(e, o, &mut checks);

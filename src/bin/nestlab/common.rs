@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nestlab::front::wire::{CommandFile, ProfileFile, WorkloadFile};
 use nestlab::guest::appliance::{Appliance, ApplianceSpec};
-use nestlab::host::{check_uris, parse_uri_list, ArtifactStore, Host, Libvirt};
+use nestlab::host::{check_uris, parse_uri_list, ArtifactStore, Host, LibvirtHost};
 use nestlab::model::Command;
 use nestlab::model::{Accel, Topology};
 use nestlab::resolve;
@@ -173,7 +173,7 @@ pub fn uris(hosts: &HostArgs) -> Result<Vec<String>, u8> {
 /// # Errors
 /// What libvirt said.
 pub fn open(uri: &str, pool: &str) -> Result<Arc<dyn Host>, nestlab::host::HostError> {
-    Libvirt::connect_within(
+    LibvirtHost::connect_within(
         uri,
         ArtifactStore::for_uri(uri, Some(pool)),
         CONNECT_TIMEOUT,

@@ -1,5 +1,9 @@
 //! The two sh scripts generated from [`CAPTURES`](crate::capture::CAPTURES): the by-hand capture
 //! script and the appliance's `/init`.
+//!
+//! About 900 lines: most of it is sh text (the agent's steps, the nested
+//! step through QEMU and through libvirt, the workload step), kept next to
+//! the Rust that fills in its names from the capture table.
 
 use super::{CAPTURE_SCRIPT_PATH, ENV_FILE, MODULES_FILE, NESTED_HEARTBEAT_SECS};
 use crate::capture::{in_scope, Scope, EXIT_CODES_FILE, NESTED, NESTED_CONSOLE, NESTED_LSPCI};

@@ -13,6 +13,10 @@
 //! is never booted. A volume that exists without its marker is being
 //! uploaded by another run (waited for) or was abandoned (its size stopped
 //! growing for [`UPLOAD_STALL`]: deleted and uploaded again).
+//!
+//! About 970 lines: every libvirt call nestlab makes (domains, consoles,
+//! facts, storage pools and uploads) is here, so that no other module
+//! imports `virt`.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -78,7 +82,7 @@ fn herr(op: impl Into<String>) -> impl FnOnce(virt::error::Error) -> HostError {
 }
 
 /// A live connection to libvirtd.
-pub struct Libvirt {
+pub struct LibvirtHost {
     conn: Connect,
     uri: String,
     facts: OnceLock<Arc<HostFacts>>,
@@ -91,25 +95,25 @@ pub struct Libvirt {
     staged: Mutex<HashMap<String, Arc<Mutex<Option<String>>>>>,
 }
 
-impl Libvirt {
+impl LibvirtHost {
     /// Connects to `uri` (`qemu:///system`, `qemu:///session`, remote URIs),
     /// keeping boot files where [`ArtifactStore::for_uri`] says.
     ///
     /// # Errors
     /// When the daemon cannot be reached.
-    pub fn connect(uri: &str) -> Result<Libvirt, HostError> {
-        Libvirt::connect_with(uri, ArtifactStore::for_uri(uri, None))
+    pub fn connect(uri: &str) -> Result<LibvirtHost, HostError> {
+        LibvirtHost::connect_with(uri, ArtifactStore::for_uri(uri, None))
     }
 
     /// Connects to `uri`, keeping boot files in `store`.
     ///
     /// # Errors
     /// When the daemon cannot be reached.
-    pub fn connect_with(uri: &str, store: ArtifactStore) -> Result<Libvirt, HostError> {
+    pub fn connect_with(uri: &str, store: ArtifactStore) -> Result<LibvirtHost, HostError> {
         // libvirt prints every error to stderr by default; ours carry them.
         virt::error::clear_error_callback();
         let conn = Connect::open(Some(uri)).map_err(herr(format!("cannot connect to {uri}")))?;
-        Ok(Libvirt {
+        Ok(LibvirtHost {
             conn,
             uri: uri.to_string(),
             facts: OnceLock::new(),
@@ -131,13 +135,13 @@ impl Libvirt {
         uri: &str,
         store: ArtifactStore,
         timeout: Duration,
-    ) -> Result<Libvirt, HostError> {
+    ) -> Result<LibvirtHost, HostError> {
         let (tx, rx) = std::sync::mpsc::channel();
         let u = uri.to_string();
         let spawned = std::thread::Builder::new()
             .name(format!("connect {uri}"))
             .spawn(move || {
-                let r = Libvirt::connect_with(&u, store).and_then(|l| l.facts().map(|_| l));
+                let r = LibvirtHost::connect_with(&u, store).and_then(|l| l.facts().map(|_| l));
                 let _ = tx.send(r);
             });
         if let Err(e) = spawned {
@@ -227,7 +231,7 @@ fn destroy_reconnecting(uri: &str, name: &str) -> Result<(), HostError> {
     let result = match found {
         Err(e) if e.is_no_domain() => Ok(()),
         Err(e) => Err(e),
-        Ok(dom) if Libvirt::owned_metadata(&dom).is_none() => Err(HostError::other(
+        Ok(dom) if LibvirtHost::owned_metadata(&dom).is_none() => Err(HostError::other(
             format!("not destroying {name}"),
             "it does not carry nestlab's metadata",
         )),
@@ -342,7 +346,7 @@ impl Guest for LibvirtGuest {
     }
 }
 
-impl Host for Libvirt {
+impl Host for LibvirtHost {
     fn uri(&self) -> &str {
         &self.uri
     }
@@ -697,7 +701,7 @@ enum Wait {
     Stalled(StorageVol),
 }
 
-impl Libvirt {
+impl LibvirtHost {
     /// The pool `name`, found (and started if need be) or, for the default
     /// pool, created: a `dir` pool at [`DEFAULT_POOL_DIR`], started and set
     /// to autostart.
