@@ -13,7 +13,8 @@
 //!   `--share` (virtio-9p), as dd reports it;
 //! - `nestlab image` on a built image (what every Debian run pays first),
 //!   and the figures the image recorded when it was built (mmdebstrap,
-//!   mkfs, size).
+//!   mkfs, size); with `NESTLAB_BENCH_IMAGE_COLD=1` also a build from an
+//!   empty cache (a throwaway `NESTLAB_CACHE_DIR`, same guest kernel).
 //!
 //! Run with `cargo bench --bench guests` (or `./dev bench guests`), as root
 //! with libvirtd up and the Debian image buildable (mmdebstrap).
@@ -22,6 +23,22 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
+
+/// The guest kernel `nestlab doctor` reports (`ok   guest kernel V (PATH)`).
+fn kernel_path(bin: &str) -> String {
+    let out = Command::new(bin)
+        .arg("doctor")
+        .output()
+        .expect("nestlab doctor");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("ok   guest kernel ")?;
+            let (_, path) = rest.split_once(" (")?;
+            Some(path.split(')').next()?.to_string())
+        })
+        .expect("nestlab doctor names no guest kernel")
+}
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -121,6 +138,31 @@ fn main() {
     let cwd = work.path();
     println!("guests benchmark: TCG, {runs} run(s) each, medians in seconds from spawn");
 
+    // Cold: with NESTLAB_BENCH_IMAGE_COLD=1, the image built from nothing
+    // into a throwaway cache (the same guest kernel), then removed.
+    if std::env::var("NESTLAB_BENCH_IMAGE_COLD").is_ok_and(|v| v == "1") {
+        let kernel = kernel_path(bin);
+        let cold = tempfile::tempdir().unwrap();
+        let t = Instant::now();
+        let out = Command::new(bin)
+            .args(["image", "--kernel", &kernel])
+            .env("NESTLAB_CACHE_DIR", cold.path())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("nestlab image");
+        let secs = t.elapsed().as_secs_f64();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let size = text
+            .lines()
+            .find_map(|l| l.strip_prefix("size"))
+            .unwrap_or("-")
+            .trim()
+            .to_string();
+        println!(
+            "  image, cold (empty cache, exit {:?}): {secs:.1} s, {size}",
+            out.status.code()
+        );
+    }
     // The image first: built if missing (not counted), then timed cached.
     let t = Instant::now();
     let img = Command::new(bin)

@@ -239,7 +239,63 @@ fn e2e_debian_virtual_host_with_libvirt_inside() {
         }
     }
 
-    // 2. The user's own command on the Debian guest, using libvirt there as
+    // 2. The reference with the IOMMU off in the guest: exit 1, and only
+    // IOMMU checks fail, libvirt's view of the groups among them.
+    let text = std::fs::read_to_string(here.join("profiles/reference.toml")).unwrap();
+    let off = work.path().join("reference-iommu-off.toml");
+    std::fs::write(
+        &off,
+        // Without its nested step (assignment needs the IOMMU).
+        text.split("[nested]")
+            .next()
+            .unwrap()
+            .replace("name = \"reference\"", "name = \"reference-iommu-off\"")
+            + "\n[guest]\nkind = \"debian\"\ncmdline_extra = \"intel_iommu=off\"\n",
+    )
+    .unwrap();
+    let r = nestlab(
+        &[
+            "run",
+            off.to_str().unwrap(),
+            "--accel",
+            "tcg",
+            "--boot-timeout",
+            "900",
+            "--probe-timeout",
+            "1200",
+            "--json",
+            "--out",
+            &o("off"),
+        ],
+        here,
+    );
+    assert_eq!(r.status.code(), Some(1), "{}", show(&r));
+    let reports: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let failed: Vec<String> = reports[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(failed.contains(&"iommu.active".to_string()), "{failed:?}");
+    assert!(
+        failed
+            .iter()
+            .any(|id| id.starts_with("libvirt.dev.") && id.ends_with(".iommu_group")),
+        "libvirt's groups did not fail: {failed:?}"
+    );
+    assert!(
+        failed.iter().all(|id| id.starts_with("iommu.")
+            || (id.starts_with("libvirt.dev.") && id.ends_with(".iommu_group"))),
+        "non-IOMMU checks failed: {failed:?}"
+    );
+    eprintln!(
+        "e2e: debian with intel_iommu=off fails exactly {} IOMMU checks (libvirt's groups included)",
+        failed.len()
+    );
+
+    // 3. The user's own command on the Debian guest, using libvirt there as
     // Nova's code would (python3-libvirt): its output on stdout.
     let r = nestlab(
         &[
@@ -268,7 +324,7 @@ fn e2e_debian_virtual_host_with_libvirt_inside() {
     );
     eprintln!("e2e: a python3-libvirt command on the Debian guest");
 
-    // 3. up: the verified host stays, libvirtd up, a root shell on the
+    // 4. up: the verified host stays, libvirtd up, a root shell on the
     // serial console; down removes it.
     let up = nestlab(
         &[
