@@ -9,7 +9,8 @@
 //! - `nestlab run minimal -- true` next to `nestlab run minimal`: what a
 //!   workload step costs (the share, the gate, the command);
 //! - the share's read throughput: a file of `NESTLAB_BENCH_SHARE_MIB`
-//!   (default 256) MiB read with `dd` in the guest from a read-only
+//!   (default 256) MiB read with coreutils `dd` (the host's /usr, shared
+//!   into the appliance) in the guest from a read-only
 //!   `--share` (virtio-9p), as dd reports it;
 //! - `nestlab image` on a built image (what every Debian run pays first),
 //!   and the figures the image recorded when it was built (mmdebstrap,
@@ -248,7 +249,7 @@ fn main() {
                 "--",
                 "sh",
                 "-c",
-                "dd if=/data/big of=/dev/null bs=1M 2>&1 | tail -n 1",
+                "/usr/bin/dd if=/data/big of=/dev/null bs=1M 2>&1 | tail -n 1",
             ],
             cwd,
         );

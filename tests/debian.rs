@@ -130,6 +130,15 @@ fn e2e_debian_virtual_host_with_libvirt_inside() {
         (m.len(), m.modified().unwrap())
     };
     let image_before = stamp(&image);
+    let sha = |p: &Path| {
+        let o = Command::new("sha256sum").arg(p).output().unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let sha_before = sha(&image);
     eprintln!(
         "e2e: nestlab image in {:.1} s: {}",
         t0.elapsed().as_secs_f64(),
@@ -358,6 +367,17 @@ fn e2e_debian_virtual_host_with_libvirt_inside() {
 
     // Nothing left behind; the image not modified by any run.
     assert_eq!(stamp(&image), image_before, "a run modified the image");
+    assert_eq!(sha(&image), sha_before, "a run changed the image's content");
+    let overlays: Vec<String> = std::fs::read_dir(image.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".TRANSIENT-"))
+        .collect();
+    assert!(
+        overlays.is_empty(),
+        "overlays left beside the image: {overlays:?}"
+    );
     std::thread::sleep(Duration::from_millis(100));
     let leaked: Vec<String> = domains()
         .into_iter()

@@ -241,7 +241,10 @@ mount_shares() {{
 		[ "$smode" = ro ] && ro=ro
 		mkdir -p "$spath" 2>/dev/null
 		case $drv in
-		9p) out=$(mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000${{ro:+,$ro}}" "$tag" "$spath" 2>&1) ;;
+		# cache=mmap: reads go through the page cache with read-ahead (on
+		# Linux 6.12 cache=none read 256 MiB at 10 MB/s, mmap at 68 MB/s)
+		# and programs can mmap files; writes still reach the host at once.
+		9p) out=$(mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000,cache=mmap${{ro:+,$ro}}" "$tag" "$spath" 2>&1) ;;
 		virtiofs) out=$(mount -t virtiofs ${{ro:+-o $ro}} "$tag" "$spath" 2>&1) ;;
 		*) out="unknown share driver $drv"; false ;;
 		esac || fail share "$tag at $spath: $out"
