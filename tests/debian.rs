@@ -9,63 +9,11 @@
 //! One test function, so the leak checks at the end see only its own runs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn nestlab(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nestlab"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn domains() -> Vec<String> {
-    let out = Command::new("virsh")
-        .args(["-c", "qemu:///system", "list", "--all", "--name"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("nestlab-"))
-        .map(str::to_string)
-        .collect()
-}
-
-fn temp_leftovers() -> Vec<String> {
-    std::fs::read_dir(std::env::temp_dir())
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("nestlab-run-") || n.starts_with("nestlab-up-"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The status of check `id` in a report.
-fn status<'a>(report: &'a serde_json::Value, id: &str) -> &'a str {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or_else(|| panic!("no check {id} in {}", report["profile"]))
-}
+mod support;
+use support::*;
 
 /// The value of `key` in `nestlab image`'s key-value output.
 fn field(out: &str, key: &str) -> Option<String> {

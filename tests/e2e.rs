@@ -8,39 +8,12 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+mod support;
+use support::*;
 
+/// `nestlab ARGS` where the test runs.
 fn nestlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nestlab"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn nestlab_domains() -> Vec<String> {
-    let out = Command::new("virsh")
-        .args(["-c", "qemu:///system", "list", "--all", "--name"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.starts_with("nestlab-"))
-        .map(str::to_string)
-        .collect()
-}
-
-fn temp_leftovers() -> Vec<String> {
-    let tmp = std::env::temp_dir();
-    std::fs::read_dir(tmp)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("nestlab-run-") || n.starts_with("nestlab-up-"))
-                .collect()
-        })
-        .unwrap_or_default()
+    support::nestlab(args, Path::new("."))
 }
 
 /// A guest kernel of Linux 6.9 or later: `$NESTLAB_E2E_KERNEL`, else the
@@ -85,26 +58,6 @@ fn report<'a>(reports: &'a serde_json::Value, profile: &str) -> &'a serde_json::
         .iter()
         .find(|r| r["profile"] == profile)
         .unwrap_or_else(|| panic!("no report for {profile}"))
-}
-
-/// The status of check `id` in a report.
-fn status<'a>(report: &'a serde_json::Value, id: &str) -> &'a str {
-    report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or_else(|| panic!("no check {id} in {}", report["profile"]))
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -255,7 +208,7 @@ fn e2e_boots_verify_and_leave_nothing_behind() {
     assert_eq!(up.status.code(), Some(0), "{}", show(&up));
     let name = String::from_utf8_lossy(&up.stdout).trim().to_string();
     assert!(name.starts_with("nestlab-minimal-"), "{}", show(&up));
-    assert!(nestlab_domains().contains(&name), "{name} is not running");
+    assert!(domains().contains(&name), "{name} is not running");
     let down = nestlab(&["down", &name]);
     assert_eq!(down.status.code(), Some(0), "{}", show(&down));
     eprintln!("e2e: up/down of {name}");
@@ -393,10 +346,7 @@ fn e2e_boots_verify_and_leave_nothing_behind() {
             );
         }
     }
-    let left: Vec<String> = nestlab_domains()
-        .into_iter()
-        .filter(|n| made.contains(n))
-        .collect();
+    let left: Vec<String> = domains().into_iter().filter(|n| made.contains(n)).collect();
     assert_eq!(left, Vec::<String>::new(), "nestlab domains leaked");
     let after_tmp = temp_leftovers();
     let leaked: Vec<_> = after_tmp
