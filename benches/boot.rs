@@ -22,6 +22,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::{median, time_run};
+
 /// The domxml-to-native argv, made runnable without libvirt.
 fn plain_argv(domain_xml: &Path) -> Vec<String> {
     let out = Command::new("virsh")
@@ -115,50 +118,6 @@ fn time_plain(argv: &[String], marker: &str) -> Option<Duration> {
     let _ = child.wait();
     found
 }
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// One `nestlab run`: seconds to the verdict line and to the exit, and
-/// whether it passed.
-fn time_nestlab(bin: &str, args: &[&str], out: &Path) -> (Option<f64>, f64, Option<i32>) {
-    let t = Instant::now();
-    let mut child = Command::new(bin)
-        .args(["run", "--accel", "tcg", "--out"])
-        .arg(out)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("nestlab run");
-    let mut verdict = None;
-    if let Some(err) = child.stderr.take() {
-        for line in BufReader::new(err).lines() {
-            let Ok(line) = line else { break };
-            if verdict.is_none()
-                && [": PASS:", ": FAIL:", ": ERROR:"]
-                    .iter()
-                    .any(|v| line.contains(v))
-            {
-                verdict = Some(t.elapsed().as_secs_f64());
-            }
-        }
-    }
-    let st = child.wait().expect("nestlab run");
-    (verdict, t.elapsed().as_secs_f64(), st.code())
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -190,7 +149,10 @@ fn main() {
         let (mut verdicts, mut exits, mut plain) = (Vec::new(), Vec::new(), Vec::new());
         for r in 0..runs {
             let dir = tempfile::tempdir().unwrap();
-            let (verdict, exit, code) = time_nestlab(bin, &args, dir.path());
+            let out = dir.path().display().to_string();
+            let mut run_args = vec!["--accel", "tcg", "--out", &out];
+            run_args.extend(&args);
+            let (verdict, exit, code, _) = time_run(bin, &run_args, Path::new("."));
             if code != Some(0) {
                 println!("  {case} run {r}: nestlab exited {code:?}; not counted");
                 continue;

@@ -20,10 +20,12 @@
 //! Run with `cargo bench --bench guests` (or `./dev bench guests`), as root
 //! with libvirtd up and the Debian image buildable (mmdebstrap).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
+
+mod support;
+use support::{median, time_run};
 
 /// The guest kernel `nestlab doctor` reports (`ok   guest kernel V (PATH)`).
 fn kernel_path(bin: &str) -> String {
@@ -40,55 +42,6 @@ fn kernel_path(bin: &str) -> String {
         })
         .expect("nestlab doctor names no guest kernel")
 }
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-/// One `nestlab run ARGS`: seconds to the verdict line and to the exit,
-/// the exit code, and what it printed on stdout.
-fn time_run(bin: &str, args: &[&str], cwd: &Path) -> (Option<f64>, f64, Option<i32>, String) {
-    let t = Instant::now();
-    let mut child = Command::new(bin)
-        .arg("run")
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("nestlab run");
-    let out = child.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut o) = out {
-            let _ = std::io::Read::read_to_string(&mut o, &mut s);
-        }
-        s
-    });
-    let mut verdict = None;
-    if let Some(err) = child.stderr.take() {
-        for line in BufReader::new(err).lines() {
-            let Ok(line) = line else { break };
-            if verdict.is_none()
-                && [": PASS:", ": FAIL:", ": ERROR:"]
-                    .iter()
-                    .any(|v| line.contains(v))
-            {
-                verdict = Some(t.elapsed().as_secs_f64());
-            }
-        }
-    }
-    let st = child.wait().expect("nestlab run");
-    let stdout = reader.join().unwrap_or_default();
-    (verdict, t.elapsed().as_secs_f64(), st.code(), stdout)
-}
-
 struct Row {
     case: String,
     verdict: f64,

@@ -198,18 +198,7 @@ fn e2e_debian_virtual_host_with_libvirt_inside() {
 
     // 2. The reference with the IOMMU off in the guest: exit 1, and only
     // IOMMU checks fail, libvirt's view of the groups among them.
-    let text = std::fs::read_to_string(here.join("profiles/reference.toml")).unwrap();
-    let off = work.path().join("reference-iommu-off.toml");
-    std::fs::write(
-        &off,
-        // Without its nested step (assignment needs the IOMMU).
-        text.split("[nested]")
-            .next()
-            .unwrap()
-            .replace("name = \"reference\"", "name = \"reference-iommu-off\"")
-            + "\n[guest]\nkind = \"debian\"\ncmdline_extra = \"intel_iommu=off\"\n",
-    )
-    .unwrap();
+    let off = reference_iommu_off(work.path(), "kind = \"debian\"\n");
     let r = nestlab(
         &[
             "run",
@@ -228,13 +217,7 @@ fn e2e_debian_virtual_host_with_libvirt_inside() {
     );
     assert_eq!(r.status.code(), Some(1), "{}", show(&r));
     let reports: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
-    let failed: Vec<String> = reports[0]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["status"] == "fail")
-        .map(|c| c["id"].as_str().unwrap().to_string())
-        .collect();
+    let failed = failed_ids(&reports[0]);
     assert!(failed.contains(&"iommu.active".to_string()), "{failed:?}");
     assert!(
         failed

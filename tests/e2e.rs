@@ -139,22 +139,7 @@ fn e2e_boots_verify_and_leave_nothing_behind() {
     assert!(j.contains("<testsuite name=\"reference\"") && j.contains("name=\"iommu.active\""));
 
     // 2. The reference with the IOMMU switched off in the guest: exit 1, only IOMMU checks fail.
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/reference.toml"),
-    )
-    .unwrap();
-    let off = out.path().join("reference-iommu-off.toml");
-    std::fs::write(
-        &off,
-        // The reference's topology without its nested step (assignment
-        // needs the IOMMU this case turns off).
-        text.split("[nested]")
-            .next()
-            .unwrap()
-            .replace("name = \"reference\"", "name = \"reference-iommu-off\"")
-            + "\n[guest]\ncmdline_extra = \"intel_iommu=off\"\n",
-    )
-    .unwrap();
+    let off = reference_iommu_off(out.path(), "");
     let r = nestlab(&[
         "run",
         off.to_str().unwrap(),
@@ -166,13 +151,7 @@ fn e2e_boots_verify_and_leave_nothing_behind() {
     ]);
     assert_eq!(r.status.code(), Some(1), "{}", show(&r));
     let reports: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
-    let failed: Vec<String> = reports[0]["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["status"] == "fail")
-        .map(|c| c["id"].as_str().unwrap().to_string())
-        .collect();
+    let failed = failed_ids(&reports[0]);
     assert!(failed.contains(&"iommu.active".to_string()), "{failed:?}");
     assert!(
         failed.iter().all(|id| id.starts_with("iommu.")),

@@ -65,3 +65,36 @@ pub fn status<'a>(report: &'a serde_json::Value, id: &str) -> &'a str {
         .and_then(|c| c["status"].as_str())
         .unwrap_or_else(|| panic!("no check {id} in {}", report["profile"]))
 }
+
+/// The shipped reference without its nested step (assignment needs the
+/// IOMMU this turns off), named `reference-iommu-off`, with
+/// `intel_iommu=off` on the guest's command line after the `[guest]` lines
+/// `guest` (e.g. `kind = "debian"\n`), written into `dir`.
+pub fn reference_iommu_off(dir: &Path, guest: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/reference.toml"),
+    )
+    .unwrap();
+    let off = dir.join("reference-iommu-off.toml");
+    std::fs::write(
+        &off,
+        text.split("[nested]")
+            .next()
+            .unwrap()
+            .replace("name = \"reference\"", "name = \"reference-iommu-off\"")
+            + &format!("\n[guest]\n{guest}cmdline_extra = \"intel_iommu=off\"\n"),
+    )
+    .unwrap();
+    off
+}
+
+/// The ids of the failed checks of a JSON report.
+pub fn failed_ids(report: &serde_json::Value) -> Vec<String> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
+}
